@@ -1,0 +1,106 @@
+"""Policy and value networks for multi-task agents.
+
+Two variants, chosen by ``heads``:
+
+- ``single``: one MLP whose input already holds the one-hot task id (Yu et al. 2019, MT-SAC /
+  MT-PPO baselines), one output head shared by all tasks.
+- ``multi``: a shared trunk and one output head per task; the head is picked by task id
+  (the "multi-head" baseline of the Meta-World papers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+
+def mlp(in_dim: int, hidden: Sequence[int], act: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """An MLP trunk ``in_dim -> hidden[0] -> ... -> hidden[-1]`` with ``act`` after each layer."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), act()]
+        d = h
+    return nn.Sequential(*layers)
+
+
+class TaskHeads(nn.Module):
+    """A linear output layer, either shared (``num_heads=1``) or one per task."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_heads: int, gain: float = 1.0):
+        super().__init__()
+        self.num_heads, self.out_dim = num_heads, out_dim
+        self.weight = nn.Parameter(torch.empty(num_heads, out_dim, in_dim))
+        self.bias = nn.Parameter(torch.zeros(num_heads, out_dim))
+        for k in range(num_heads):
+            nn.init.orthogonal_(self.weight.data[k], gain)
+
+    def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        if self.num_heads == 1:
+            return x @ self.weight[0].T + self.bias[0]
+        w, b = self.weight[task_ids], self.bias[task_ids]  # [B, out, in], [B, out]
+        return torch.einsum("boi,bi->bo", w, x) + b
+
+
+class ActorCritic(nn.Module):
+    """PPO actor and critic with separate trunks; discrete (Categorical) or continuous (Gaussian).
+
+    Continuous actions use a state-independent log standard deviation (one per task with
+    ``heads: multi``) and are clipped to the action bounds by the env, not squashed.
+    """
+
+    def __init__(self, obs_dim: int, num_tasks: int, action_space: gym.Space,
+                 hidden: Sequence[int] = (64, 64), heads: str = "single"):
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        act_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        n_heads = num_tasks if heads == "multi" else 1
+        self.actor_trunk = mlp(obs_dim, hidden)
+        self.critic_trunk = mlp(obs_dim, hidden)
+        for m in [*self.actor_trunk, *self.critic_trunk]:
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight, np.sqrt(2))
+                nn.init.zeros_(m.bias)
+        self.actor_head = TaskHeads(hidden[-1], act_dim, n_heads, gain=0.01)
+        self.critic_head = TaskHeads(hidden[-1], 1, n_heads, gain=1.0)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((n_heads, act_dim), -0.5))
+
+    def value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """State value ``V(s)`` per row, shape ``[B]``."""
+        return self.critic_head(self.critic_trunk(obs), task_ids).squeeze(-1)
+
+    def dist(self, obs: torch.Tensor, task_ids: torch.Tensor):
+        """Action distribution per row."""
+        out = self.actor_head(self.actor_trunk(obs), task_ids)
+        if self.discrete:
+            return Categorical(logits=out)
+        log_std = self.log_std[0] if self.log_std.shape[0] == 1 else self.log_std[task_ids]
+        return Normal(out, log_std.exp().expand_as(out))
+
+    def log_prob_entropy(self, dist, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy per row (summed over action dims when continuous)."""
+        if self.discrete:
+            return dist.log_prob(actions.long()), dist.entropy()
+        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, task_ids: torch.Tensor, generator: torch.Generator | None = None,
+            deterministic: bool = False):
+        """Sample actions for a batch; returns ``(actions, log_probs, values)``."""
+        d = self.dist(obs, task_ids)
+        if self.discrete:
+            if deterministic:
+                a = d.probs.argmax(-1)
+            else:
+                a = torch.multinomial(d.probs, 1, generator=generator).squeeze(-1)
+        else:
+            a = d.mean if deterministic else d.mean + d.stddev * torch.randn(
+                d.mean.shape, generator=generator)
+        logp, _ = self.log_prob_entropy(d, a)
+        return a, logp, self.value(obs, task_ids)

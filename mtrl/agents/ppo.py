@@ -1,0 +1,169 @@
+"""MT-PPO: PPO (Schulman et al. 2017) on a multi-task batch, with losses kept per task.
+
+Clipped surrogate, per sample i with ratio r_i = pi(a_i|s_i) / pi_old(a_i|s_i):
+
+    l_i = -min(r_i A_i, clip(r_i, 1-eps, 1+eps) A_i) + c_v (V(s_i) - R_i)^2 / 2 - c_e H[pi(.|s_i)]
+
+and the task losses are ``L_t = mean_{i in task t} l_i`` (a ``[T]`` vector), combined by their
+mean (gradient surgery will replace this step). Advantages are GAE(gamma, lambda) per env
+slot (Schulman et al. 2016), bootstrapping through time-limit truncations with V(final obs);
+they are normalised over the minibatch (``adv_norm: batch``), within each task
+(``adv_norm: task``) or not at all (``none``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from mtrl.agents.losses import mean_of_present, per_task_mean
+from mtrl.agents.networks import ActorCritic
+
+
+@dataclass
+class PPOConfig:
+    """MT-PPO hyper-parameters (units: steps are per env slot unless stated)."""
+
+    lr: float = 3e-4
+    num_steps: int = 128  # rollout length per env slot
+    epochs: int = 4
+    minibatches: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    heads: str = "single"  # single | multi
+    adv_norm: str = "batch"  # batch | task | none
+    anneal_lr: bool = False
+
+
+def compute_gae(rollout: dict[str, np.ndarray], gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE per env slot over a ``[S, N]`` rollout; returns ``(advantages, returns)``."""
+    rewards = rollout["rewards"] + gamma * rollout["bootstrap"]  # V(final obs) on truncation
+    dones = rollout["terminated"] | rollout["truncated"]
+    values = rollout["values"]
+    S = rewards.shape[0]
+    adv = np.zeros_like(values)
+    last = np.zeros_like(values[0])
+    for t in reversed(range(S)):
+        next_value = rollout["last_values"] if t == S - 1 else values[t + 1]
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_value * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[t] = last
+    return adv, adv + values
+
+
+class MTPPO:
+    """Multi-task PPO learner; the policy runs on runners as a CPU copy (:meth:`policy_state`)."""
+
+    name = "mtppo"
+    on_policy = True
+
+    def __init__(self, cfg: PPOConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0):
+        if cfg.heads not in ("single", "multi"):
+            raise ValueError(f"ppo.heads must be 'single' or 'multi', got {cfg.heads!r}")
+        if cfg.adv_norm not in ("batch", "task", "none"):
+            raise ValueError(f"ppo.adv_norm must be 'batch', 'task' or 'none', got {cfg.adv_norm!r}")
+        self.cfg = cfg
+        self.num_tasks = num_tasks
+        self.policy_spec: dict[str, Any] = dict(obs_dim=obs_dim, num_tasks=num_tasks, action_space=action_space,
+                                                hidden=list(cfg.hidden), heads=cfg.heads)
+        torch.manual_seed(seed)
+        self.net = ActorCritic(**self.policy_spec)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.gen = torch.Generator().manual_seed(seed + 12345)
+        self.updates = 0
+        self.nan_skips = 0
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """Weights for the runners (CPU tensors)."""
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
+                "updates": self.updates, "nan_skips": self.nan_skips}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])
+        self.updates, self.nan_skips = state["updates"], state["nan_skips"]
+
+    def _normalise(self, adv: torch.Tensor, tids: torch.Tensor) -> torch.Tensor:
+        if self.cfg.adv_norm == "none":
+            return adv
+        if self.cfg.adv_norm == "batch":
+            return (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
+        mean, _ = per_task_mean(adv, tids, self.num_tasks)
+        var, _ = per_task_mean((adv - mean[tids]) ** 2, tids, self.num_tasks)
+        return (adv - mean[tids]) / (var[tids].sqrt() + 1e-8)
+
+    def update(self, rollout: dict[str, np.ndarray], progress: float = 0.0) -> dict[str, Any]:
+        """One PPO update on a rollout; ``progress`` in [0, 1] drives LR annealing."""
+        cfg = self.cfg
+        if cfg.anneal_lr:
+            for g in self.opt.param_groups:
+                g["lr"] = cfg.lr * max(1.0 - progress, 0.0)
+        adv, ret = compute_gae(rollout, cfg.gamma, cfg.gae_lambda)
+        obs = torch.as_tensor(rollout["obs"]).flatten(0, 1)
+        acts = torch.as_tensor(rollout["actions"]).flatten(0, 1)
+        old_logp = torch.as_tensor(rollout["logp"]).flatten(0, 1)
+        tids = torch.as_tensor(rollout["task_ids"]).flatten(0, 1)
+        adv_t = torch.as_tensor(adv).flatten(0, 1).float()
+        ret_t = torch.as_tensor(ret).flatten(0, 1).float()
+        B = obs.shape[0]
+        mb = max(B // cfg.minibatches, 1)
+        sums: dict[str, torch.Tensor] = {}
+        n_mb = 0
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(B, generator=self.gen)
+            for start in range(0, B - mb + 1, mb):
+                idx = perm[start:start + mb]
+                t = tids[idx]
+                d = self.net.dist(obs[idx], t)
+                logp, ent = self.net.log_prob_entropy(d, acts[idx])
+                v = self.net.value(obs[idx], t)
+                a = self._normalise(adv_t[idx], t)
+                ratio = (logp - old_logp[idx]).exp()
+                pg = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a)
+                vl = 0.5 * (v - ret_t[idx]) ** 2
+                per_sample = pg + cfg.vf_coef * vl - cfg.ent_coef * ent
+                task_loss, present = per_task_mean(per_sample, t, self.num_tasks)
+                loss = mean_of_present(task_loss, present)
+                if not torch.isfinite(loss):
+                    self.nan_skips += 1
+                    warnings.warn(f"non-finite PPO loss at update {self.updates}; minibatch skipped", stacklevel=2)
+                    continue
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                self.opt.step()
+                with torch.no_grad():
+                    stats = {
+                        "loss/task": task_loss.detach(),
+                        "loss/policy": per_task_mean(pg.detach(), t, self.num_tasks)[0],
+                        "loss/value": per_task_mean(vl.detach(), t, self.num_tasks)[0],
+                        "loss/entropy": per_task_mean(ent.detach(), t, self.num_tasks)[0],
+                        "ppo/approx_kl": ((ratio - 1) - (logp - old_logp[idx])).mean().detach(),
+                        "ppo/clip_frac": ((ratio - 1).abs() > cfg.clip).float().mean(),
+                    }
+                for k, val in stats.items():
+                    sums[k] = sums.get(k, 0) + val
+                n_mb += 1
+        self.updates += 1
+        out: dict[str, Any] = {k: (v / max(n_mb, 1)).numpy() for k, v in sums.items()}
+        out["ppo/lr"] = self.opt.param_groups[0]["lr"]
+        out["ppo/nan_skips"] = self.nan_skips
+        var_y = float(np.var(ret))
+        out["ppo/explained_variance"] = math.nan if var_y == 0 else 1 - float(np.var(ret - rollout["values"])) / var_y
+        return out

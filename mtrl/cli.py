@@ -1,0 +1,80 @@
+"""``mtrl`` command line: ``tasksets``, ``train`` (more commands land with their issues)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mtrl.errors import MtrlError
+
+
+def _cmd_tasksets(args: argparse.Namespace) -> None:
+    from mtrl.envs import get, tasksets
+
+    for name in tasksets.names():
+        if name.endswith("<task>"):
+            print(f"{name}\n    any single Meta-World v3 task, e.g. metaworld/MT1:reach-v3")
+            continue
+        ts = get(name)
+        print(f"{name}  ({len(ts.train)} tasks{f', {len(ts.test)} held out' if ts.test else ''}): {ts.description}")
+        print("    train: " + ", ".join(t.name for t in ts.train))
+        if ts.test:
+            print("    test:  " + ", ".join(t.name for t in ts.test))
+    print("custom: an env preset with `tasks: [...]` of Meta-World task names or gymnasium ids")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from mtrl import config
+    from mtrl.train import train
+
+    presets = [a for a in args.items if "=" not in a]
+    overrides = [a for a in args.items if "=" in a]
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise MtrlError(f"{run_dir} is not a run folder (no config.yaml); give the folder `mtrl train` printed")
+        if presets:
+            raise MtrlError("--resume takes the run's own config.yaml; give only key=value overrides")
+        cfg = config.build_config([], overrides, base=config.load(run_dir / "config.yaml"))
+        train(cfg, resume=run_dir, address=args.address)
+        return
+    if len(presets) != 2:
+        raise MtrlError(f"train needs ENV_PRESET AGENT_PRESET (e.g. envs/minigrid-mt5.yaml agents/mtppo.yaml), "
+                        f"got {presets or 'none'}")
+    cfg = config.build_config(presets, overrides)
+    train(cfg, address=args.address)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mtrl", description="Multi-task RL on Meta-World and MiniGrid with Ray.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("tasksets", help="list the task sets and their tasks")
+    s.set_defaults(func=_cmd_tasksets)
+    s = sub.add_parser("train", help="train a multi-task policy",
+                       description="mtrl train ENV_PRESET AGENT_PRESET [key=value ...] [--address ADDR] [--resume RUN_DIR]")
+    s.add_argument("items", nargs="*", metavar="PRESET_OR_KEY=VALUE",
+                   help="env preset, agent preset, then key=value overrides (e.g. total_steps=1e5 runners=2)")
+    s.add_argument("--address", default=None, help="Ray cluster to join ('auto' or host:port); default: local cluster")
+    s.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    s.set_defaults(func=_cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MtrlError as exc:
+        print(f"mtrl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtrl: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

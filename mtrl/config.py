@@ -1,0 +1,172 @@
+"""One typed, validated training config (OmegaConf structured config).
+
+``mtrl train ENV_PRESET AGENT_PRESET key=value ...`` merges, in order: the defaults below, the
+env preset (``envs/*.yaml``: which tasks), the agent preset (``agents/*.yaml``: which
+algorithm and its hyper-parameters) and the ``key=value`` overrides (dotted for nested keys,
+e.g. ``ppo.lr=1e-3``). Unknown keys, wrong types and bad values end in an :class:`MtrlError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mtrl.agents import ALGORITHMS, PPOConfig
+from mtrl.errors import MtrlError, choices
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved as ``config.yaml`` in the run folder."""
+
+    taskset: str = MISSING  # registry name (see `mtrl tasksets`), or "custom" with `tasks`
+    tasks: list[str] = field(default_factory=list)  # custom set: Meta-World names / gymnasium ids
+    split: str = "train"  # train | test (ML10/ML45)
+    one_hot: bool = True  # append the one-hot task id to observations
+    max_episode_steps: int | None = None  # None: each task's own limit
+    envs_per_task: int = 1
+    algo: str = "mtppo"
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    total_steps: int = 200_000  # environment steps summed over all tasks
+    seed: int = 0
+    runners: int = 0  # 0: in-process sampling; N: N Ray actors
+    runner_cpus: float = 1.0
+    run_dir: str | None = None  # default: runs/<taskset>_<algo>_<seed>_<time>
+    checkpoint_every: int = 100_000  # env steps between checkpoints (0: only at the end)
+    keep_checkpoints: int = 3
+    save_env_state: bool = True  # pickle env state into checkpoints for exact resume
+    log_every: int = 1  # updates between TensorBoard/console logs
+    episode_window: int = 20  # episodes per task averaged in progress lines
+    threads: int = 0  # learner torch threads (0: torch default)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise MtrlError(f"malformed YAML in {path}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MtrlError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def resolve_preset(name: str, kind: str) -> Path:
+    """Find a preset: a path as given, or ``<kind>/<name>.yaml`` here or in the mtrl checkout."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    for base in (Path.cwd() / kind, REPO_ROOT / kind):
+        for cand in (base / name, base / f"{name}.yaml"):
+            if cand.is_file():
+                return cand
+    avail = sorted({q.stem for base in (Path.cwd() / kind, REPO_ROOT / kind) if base.is_dir()
+                    for q in base.glob("*.yaml")})
+    raise MtrlError(f"no {kind} preset {name!r}; valid presets: {choices(avail)} or a path to a YAML file")
+
+
+def _valid_keys(node: Any, prefix: str = "") -> list[str]:
+    out = []
+    for k in node:
+        v = node[k] if not OmegaConf.is_missing(node, k) else None
+        if isinstance(v, DictConfig):
+            out += _valid_keys(v, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _merge(base: DictConfig, data: dict[str, Any], source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, data)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        msg = str(exc).splitlines()[0]
+        if "not in" in msg or "Key '" in msg and "not" in msg:
+            raise MtrlError(f"unknown config key {key!r} in {source}; valid keys: "
+                            f"{', '.join(_valid_keys(base))}") from None
+        raise MtrlError(f"bad value for {key!r} in {source}: {msg}") from None
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> nested dict with YAML-typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise MtrlError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def build_config(presets: list[str], overrides: list[str], base: DictConfig | None = None) -> DictConfig:
+    """Merge defaults (or ``base``), env/agent presets and overrides, then validate."""
+    cfg = base if base is not None else OmegaConf.structured(TrainConfig)
+    for i, name in enumerate(presets):
+        kind = "envs" if i == 0 else "agents"
+        path = resolve_preset(name, kind)
+        cfg = _merge(cfg, _load_yaml(path), str(path))
+    cfg = _merge(cfg, parse_overrides(overrides), "command-line overrides")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Value checks that types alone cannot express; raises :class:`MtrlError`."""
+    if OmegaConf.is_missing(cfg, "taskset"):
+        raise MtrlError("no task set given: pass an env preset (e.g. envs/minigrid-mt5.yaml) or taskset=NAME")
+    if cfg.algo not in ALGORITHMS:
+        raise MtrlError(f"unknown algo {cfg.algo!r}; valid algorithms: {choices(ALGORITHMS)}")
+    positive = {"total_steps": cfg.total_steps, "envs_per_task": cfg.envs_per_task,
+                "keep_checkpoints": cfg.keep_checkpoints, "log_every": cfg.log_every,
+                "episode_window": cfg.episode_window, "ppo.num_steps": cfg.ppo.num_steps,
+                "ppo.epochs": cfg.ppo.epochs, "ppo.minibatches": cfg.ppo.minibatches}
+    for key, v in positive.items():
+        if v is None or v <= 0:
+            raise MtrlError(f"{key} must be a positive number, got {v}")
+    for key, v in {"runners": cfg.runners, "checkpoint_every": cfg.checkpoint_every, "threads": cfg.threads}.items():
+        if v < 0:
+            raise MtrlError(f"{key} must be >= 0, got {v}")
+    if cfg.max_episode_steps is not None and cfg.max_episode_steps <= 0:
+        raise MtrlError(f"max_episode_steps must be positive, got {cfg.max_episode_steps}")
+    if cfg.ppo.lr <= 0 or not 0 < cfg.ppo.gamma <= 1:
+        raise MtrlError(f"ppo.lr must be > 0 and ppo.gamma in (0, 1], got lr={cfg.ppo.lr} gamma={cfg.ppo.gamma}")
+    for key, v, ok in [("ppo.heads", cfg.ppo.heads, ("single", "multi")),
+                       ("ppo.adv_norm", cfg.ppo.adv_norm, ("batch", "task", "none")),
+                       ("split", cfg.split, ("train", "test"))]:
+        if v not in ok:
+            raise MtrlError(f"unknown {key} {v!r}; valid choices: {choices(ok)}")
+    from mtrl.envs import get
+
+    get(cfg.taskset if not cfg.tasks else "custom", list(cfg.tasks) or None).tasks(cfg.split)
+
+
+def save(cfg: DictConfig, path: Path) -> None:
+    """Write the resolved config atomically."""
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg))
+    tmp.replace(path)
+
+
+def load(path: Path) -> DictConfig:
+    """Read a run's ``config.yaml`` back into the typed schema."""
+    return _merge(OmegaConf.structured(TrainConfig), _load_yaml(path), str(path))

@@ -1,0 +1,133 @@
+"""Registry of task sets: ``metaworld/MT10``, ``minigrid/MT5``, ... and custom YAML lists.
+
+A :class:`TaskSet` is a name plus its training tasks (and, for ML10/ML45, held-out test
+tasks). Adding a set is one :func:`register` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mtrl.envs.tasks import TaskSpec, metaworld_task_names, spec_from_name
+from mtrl.errors import MtrlError, choices
+
+
+@dataclass
+class TaskSet:
+    """Tasks trained together (``train``) and held out (``test``, ML sets only)."""
+
+    name: str
+    description: str
+    train: list[TaskSpec]
+    test: list[TaskSpec] = field(default_factory=list)
+
+    def tasks(self, split: str = "train") -> list[TaskSpec]:
+        """Tasks of one split: ``train`` (default) or ``test``."""
+        if split == "train":
+            return self.train
+        if split == "test":
+            if not self.test:
+                raise MtrlError(f"task set {self.name!r} has no test split; ML10 and ML45 have one")
+            return self.test
+        raise MtrlError(f"unknown split {split!r}; valid splits: 'train', 'test'")
+
+
+_REGISTRY: dict[str, Callable[[], TaskSet]] = {}
+
+
+def register(name: str, factory: Callable[[], TaskSet]) -> None:
+    """Register a task set under ``name`` (a factory, so nothing is built at import)."""
+    _REGISTRY[name] = factory
+
+
+def names() -> list[str]:
+    """All registered task-set names, plus the parametric ``metaworld/MT1:<task>``."""
+    return sorted(_REGISTRY) + ["metaworld/MT1:<task>"]
+
+
+def _mw(names_: Sequence[str], observable: bool = True) -> list[TaskSpec]:
+    return [TaskSpec(name=n, kind="metaworld", env_id=n, goal_observable=observable) for n in names_]
+
+
+def _mt(key: str, label: str) -> Callable[[], TaskSet]:
+    def factory() -> TaskSet:
+        from metaworld import env_dict
+
+        return TaskSet(f"metaworld/{label}", f"Meta-World {label} (v3, goal observable, 500 steps)",
+                       _mw(getattr(env_dict, key)))
+
+    return factory
+
+
+def _ml(key: str, label: str) -> Callable[[], TaskSet]:
+    def factory() -> TaskSet:
+        from metaworld import env_dict
+
+        split = getattr(env_dict, key)
+        return TaskSet(f"metaworld/{label}", f"Meta-World {label} (v3, goal hidden; train + held-out test tasks)",
+                       _mw(split["train"], False), _mw(split["test"], False))
+
+    return factory
+
+
+def _minigrid(name: str, ids: Sequence[str], description: str) -> Callable[[], TaskSet]:
+    def factory() -> TaskSet:
+        return TaskSet(name, description, [TaskSpec(name=i.removeprefix("MiniGrid-").removesuffix("-v0"),
+                                                    kind="minigrid", env_id=i) for i in ids])
+
+    return factory
+
+
+register("metaworld/MT10", _mt("MT10_V3", "MT10"))
+register("metaworld/MT25", _mt("MT25_V3", "MT25"))
+register("metaworld/MT50", _mt("MT50_V3", "MT50"))
+register("metaworld/ML10", _ml("ML10_V3", "ML10"))
+register("metaworld/ML45", _ml("ML45_V3", "ML45"))
+register("metaworld/reach4", lambda: TaskSet(
+    "metaworld/reach4", "4 Meta-World tasks a 2-core CPU trains in under an hour",
+    _mw(["reach-v3", "drawer-close-v3", "window-open-v3", "button-press-topdown-v3"])))
+register("minigrid/MT5", _minigrid(
+    "minigrid/MT5",
+    ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0",
+     "MiniGrid-DoorKey-5x5-v0", "MiniGrid-Unlock-v0"],
+    "5 MiniGrid tasks from easy to hard: Empty, Empty-Random, LavaGap, DoorKey, Unlock"))
+register("minigrid/MT3", _minigrid(
+    "minigrid/MT3", ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0"],
+    "3 small MiniGrid tasks for quick tests"))
+
+
+def custom(tasks: Sequence[str], name: str = "custom") -> TaskSet:
+    """A task set from a list of Meta-World task names and/or gymnasium ids."""
+    if not tasks:
+        raise MtrlError("a custom task set needs a non-empty 'tasks' list")
+    specs = [spec_from_name(str(t)) for t in tasks]
+    if len({s.name for s in specs}) != len(specs):
+        raise MtrlError(f"duplicate task in custom task set: {list(tasks)}")
+    return TaskSet(name, f"custom set of {len(specs)} tasks", specs)
+
+
+def get(name: str, tasks: Sequence[str] | None = None) -> TaskSet:
+    """Look up a task set by registry name, ``metaworld/MT1:<task>``, or a YAML file with ``tasks:``."""
+    if tasks:
+        return custom(tasks, name or "custom")
+    if name.startswith("metaworld/MT1:"):
+        task = name.split(":", 1)[1]
+        if task not in metaworld_task_names():
+            raise MtrlError(f"unknown Meta-World task {task!r}; valid tasks: {choices(metaworld_task_names())}")
+        return TaskSet(name, f"Meta-World MT1 {task}", _mw([task]))
+    if name in _REGISTRY:
+        return _REGISTRY[name]()
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        try:
+            data = yaml.safe_load(Path(name).read_text())
+        except yaml.YAMLError as exc:
+            raise MtrlError(f"cannot parse {name}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+            raise MtrlError(f"{name} must hold a 'tasks:' list of Meta-World names or gymnasium ids")
+        return custom(data["tasks"], name)
+    raise MtrlError(f"unknown task set {name!r}; valid task sets: {choices(names())} "
+                    "or a YAML file with a 'tasks:' list")

@@ -1,0 +1,202 @@
+"""Multi-task vector env: slots of task envs with one observation layout and per-task weights.
+
+Observation of every slot: the task's flat observation, zero-padded to the widest task in the
+set, followed by the one-hot task id (unless ``one_hot=False``, e.g. for ML held-out tasks).
+
+Slots: ``envs_per_task * T`` global slots; slot ``g`` starts on task ``g % T``. With the
+default (uniform, ``task_weights=None``) a slot keeps its task for good, so every task gets
+exactly ``envs_per_task`` slots. After :meth:`MultiTaskVectorEnv.set_task_weights`, a slot
+draws a new task from the weights each time an episode ends (the curriculum hook); envs are
+built lazily per (slot, task) and kept.
+
+Autoreset is gymnasium's SAME_STEP mode: the step that ends an episode returns the next
+episode's first observation; the real last observation is in ``infos["final_obs"]`` (masked
+by ``infos["_final_obs"]``). Finished episodes are reported in ``infos["episode"]``
+(``r``, ``l``, ``success`` = succeeded at any step, ``task_id``) masked by ``infos["_episode"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from mtrl.envs.tasks import action_space_of, build_task_env, raw_obs_dim
+from mtrl.envs.tasksets import TaskSet
+from mtrl.errors import MtrlError
+
+
+class MultiTaskVectorEnv(gym.vector.VectorEnv):
+    """Synchronous multi-task vector env over (a subset of) a task set's slots.
+
+    Args:
+        taskset: the task set.
+        envs_per_task: slots per task in the whole set (all runners together).
+        seed: base seed; slot ``g`` resets first with ``seed + g`` and Meta-World goals use ``seed``.
+        slots: global slot indices this env owns (default: all); runners split them.
+        split: ``train`` or ``test`` (ML sets).
+        max_episode_steps: optional episode limit overriding the task's own.
+        one_hot: append the one-hot task id to observations.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def __init__(self, taskset: TaskSet, envs_per_task: int = 1, seed: int = 0,
+                 slots: Sequence[int] | None = None, split: str = "train",
+                 max_episode_steps: int | None = None, one_hot: bool = True,
+                 render_mode: str | None = None):
+        if envs_per_task < 1:
+            raise MtrlError(f"envs_per_task must be >= 1, got {envs_per_task}")
+        self.taskset = taskset
+        self.tasks = taskset.tasks(split)
+        self.task_names = [t.name for t in self.tasks]
+        self.num_tasks = T = len(self.tasks)
+        self.total_slots = T * envs_per_task
+        self.slots = list(range(self.total_slots)) if slots is None else [int(s) for s in slots]
+        if not self.slots or min(self.slots) < 0 or max(self.slots) >= self.total_slots:
+            raise MtrlError(f"slots must lie in [0, {self.total_slots}), got {self.slots}")
+        self.num_envs = len(self.slots)
+        self.seed = int(seed)
+        self.max_episode_steps = max_episode_steps
+        self.one_hot = one_hot
+        self.render_mode = render_mode
+
+        spaces = [action_space_of(t) for t in self.tasks]
+        if any(s != spaces[0] for s in spaces):
+            bad = [(t.name, str(s)) for t, s in zip(self.tasks, spaces) if s != spaces[0]]
+            raise MtrlError(f"tasks of {taskset.name!r} have different action spaces: {bad[:3]}; "
+                            "a task set needs one shared action space")
+        self.raw_dim = max(raw_obs_dim(t) for t in self.tasks)
+        self.obs_dim = self.raw_dim + (T if one_hot else 0)
+        self.single_action_space = spaces[0]
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+
+        self._envs: dict[tuple[int, int], gym.Env] = {}
+        self._fresh: set[tuple[int, int]] = set()
+        self.task_ids = np.array([g % T for g in self.slots], dtype=np.int64)
+        self._weights: np.ndarray | None = None
+        self._slot_rng = [np.random.default_rng([self.seed, g]) for g in self.slots]
+        self._obs = np.zeros((self.num_envs, self.obs_dim), np.float32)
+        self._ep_ret = np.zeros(self.num_envs)
+        self._ep_len = np.zeros(self.num_envs, np.int64)
+        self._ep_succ = np.zeros(self.num_envs, bool)
+        self._continuous = isinstance(self.single_action_space, gym.spaces.Box)
+
+    # ------------------------------------------------------------------ task weights
+    @property
+    def task_weights(self) -> np.ndarray | None:
+        """Current per-task sampling weights (None = one fixed task per slot)."""
+        return None if self._weights is None else self._weights.copy()
+
+    def set_task_weights(self, weights: Sequence[float] | None) -> None:
+        """Set per-task sampling weights; slots draw their next task at each episode end."""
+        if weights is None:
+            self._weights = None
+            return
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (self.num_tasks,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise MtrlError(f"task weights must be {self.num_tasks} finite non-negative numbers "
+                            f"with a positive sum, got {list(np.round(w, 4))}")
+        self._weights = w / w.sum()
+
+    # ------------------------------------------------------------------ env plumbing
+    def _env(self, i: int, task: int) -> gym.Env:
+        key = (i, task)
+        env = self._envs.get(key)
+        if env is None:
+            env = build_task_env(self.tasks[task], self.seed, self.max_episode_steps, self.render_mode)
+            self._envs[key] = env
+            self._fresh.add(key)
+        return env
+
+    def _reset_slot(self, i: int) -> None:
+        task = int(self.task_ids[i])
+        env = self._env(i, task)
+        key = (i, task)
+        if key in self._fresh:  # first reset of this (slot, task) env: seed it
+            self._fresh.discard(key)
+            g = self.slots[i]
+            obs, _ = env.reset(seed=self.seed * 100_003 + g * 1009 + task)
+            env.action_space.seed(self.seed * 100_003 + g * 1009 + task)
+        else:
+            obs, _ = env.reset()
+        self._write_obs(i, obs, task)
+        self._ep_ret[i] = 0.0
+        self._ep_len[i] = 0
+        self._ep_succ[i] = False
+
+    def _write_obs(self, i: int, obs: np.ndarray, task: int) -> None:
+        row = self._obs[i]
+        n = obs.shape[0]
+        row[:n] = obs
+        row[n:] = 0.0
+        if self.one_hot:
+            row[self.raw_dim + task] = 1.0
+
+    def current_env(self, i: int) -> gym.Env:
+        """The env slot ``i`` is stepping now (e.g. for rendering)."""
+        return self._env(i, int(self.task_ids[i]))
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset every slot. A new ``seed`` reseeds the slots' envs and task draws."""
+        if seed is not None:
+            self.seed = int(seed)
+            self._slot_rng = [np.random.default_rng([self.seed, g]) for g in self.slots]
+            self._fresh = set(self._envs)
+        for i in range(self.num_envs):
+            self._reset_slot(i)
+        return self._obs.copy(), {"task_id": self.task_ids.copy()}
+
+    def step(self, actions):
+        n = self.num_envs
+        rewards = np.zeros(n, np.float32)
+        terminated = np.zeros(n, bool)
+        truncated = np.zeros(n, bool)
+        success = np.zeros(n, np.float32)
+        step_task = self.task_ids.copy()
+        final_obs = None
+        done_mask = None
+        ep_r, ep_l, ep_s = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.float32)
+        if self._continuous:
+            actions = np.clip(actions, self.single_action_space.low, self.single_action_space.high)
+        for i in range(n):
+            task = int(step_task[i])
+            env = self._envs[(i, task)]
+            obs, r, term, trunc, info = env.step(actions[i])
+            rewards[i] = r
+            terminated[i] = term
+            truncated[i] = trunc
+            success[i] = info["success"]
+            self._ep_ret[i] += r
+            self._ep_len[i] += 1
+            self._ep_succ[i] |= bool(info["success"])
+            if term or trunc:
+                if final_obs is None:
+                    final_obs = np.zeros((n, self.obs_dim), np.float32)
+                    done_mask = np.zeros(n, bool)
+                self._write_obs(i, obs, task)
+                final_obs[i] = self._obs[i]
+                done_mask[i] = True
+                ep_r[i], ep_l[i], ep_s[i] = self._ep_ret[i], self._ep_len[i], float(self._ep_succ[i])
+                if self._weights is not None:
+                    self.task_ids[i] = self._slot_rng[i].choice(self.num_tasks, p=self._weights)
+                self._reset_slot(i)
+            else:
+                self._write_obs(i, obs, task)
+        infos: dict[str, Any] = {"task_id": step_task, "success": success}
+        if done_mask is not None:
+            infos["final_obs"] = final_obs
+            infos["_final_obs"] = done_mask
+            infos["episode"] = {"r": ep_r, "l": ep_l, "success": ep_s, "task_id": step_task}
+            infos["_episode"] = done_mask
+        return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs):
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
