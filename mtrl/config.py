@@ -44,7 +44,9 @@ class TrainConfig:
     save_env_state: bool = True  # pickle env state into checkpoints for exact resume
     log_every: int = 1  # updates between TensorBoard/console logs
     episode_window: int = 20  # episodes per task averaged in progress lines
-    threads: int = 0  # learner torch threads (0: torch default)
+    # Learner torch threads. 1 (default) makes a run bitwise reproducible: with more threads,
+    # CPU GEMM reductions split by thread scheduling and results differ in the last bits.
+    threads: int = 1
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:

@@ -17,8 +17,11 @@ import numpy as np
 
 from mtrl.errors import MtrlError, choices
 
-#: Width of a MiniGrid observation: the 7x7x3 egocentric image (scaled to [0, 1]) + direction one-hot.
-MINIGRID_OBS_DIM = 7 * 7 * 3 + 4
+#: MiniGrid cell encoding: one-hot object type (11), colour (6) and state (3), as in minigrid's
+#: ``OneHotPartialObsWrapper``.
+_MG_BITS = (11, 6, 3)
+#: Width of a MiniGrid observation: the one-hot 7x7 egocentric view + direction one-hot.
+MINIGRID_OBS_DIM = 7 * 7 * sum(_MG_BITS) + 4
 #: Width of a Meta-World v3 observation.
 METAWORLD_OBS_DIM = 39
 
@@ -83,7 +86,13 @@ class MetaWorldSuccess(gym.Wrapper):
 
 
 class MiniGridFlat(gym.ObservationWrapper):
-    """MiniGrid's dict observation as one flat vector: image / 10 (7x7x3) and direction one-hot.
+    """MiniGrid's dict observation as one flat vector: one-hot 7x7 view and direction one-hot.
+
+    The encoding is minigrid's ``OneHotPartialObsWrapper`` (object, colour, state bits per
+    cell), computed with one vectorised scatter instead of that wrapper's Python loop over
+    cells (a whole env step is ~1.35x faster here). Cells are laid out ``[7, 7, 20]`` row-major, so a
+    CNN can reshape the first 980 values back into an image. (With the raw integer codes
+    scaled to [0, 1] instead, MT-PPO's MLP had DoorKey-5x5 at 0 success after 1M steps.)
 
     Success is "reached the goal": MiniGrid's reward is positive only on success
     (``1 - 0.9 * steps / max_steps``) and the episode then terminates.
@@ -93,11 +102,14 @@ class MiniGridFlat(gym.ObservationWrapper):
         super().__init__(env)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (MINIGRID_OBS_DIM,), np.float32)
 
+    _offsets = np.array([0, _MG_BITS[0], _MG_BITS[0] + _MG_BITS[1]])
+    _cells = np.arange(49)[:, None] * sum(_MG_BITS)
+
     def observation(self, obs):
-        flat = np.empty(MINIGRID_OBS_DIM, np.float32)
-        flat[:147] = obs["image"].reshape(-1) / 10.0
-        flat[147:] = 0.0
-        flat[147 + int(obs["direction"])] = 1.0
+        flat = np.zeros(MINIGRID_OBS_DIM, np.float32)
+        codes = obs["image"].reshape(49, 3).astype(np.int64) + self._offsets
+        flat[(self._cells + codes).reshape(-1)] = 1.0
+        flat[MINIGRID_OBS_DIM - 4 + int(obs["direction"])] = 1.0
         return flat
 
     def reset(self, **kwargs):

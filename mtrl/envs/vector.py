@@ -197,6 +197,6 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
         return self._obs.copy(), rewards, terminated, truncated, infos
 
     def close_extras(self, **kwargs):
-        for env in self._envs.values():
+        for env in getattr(self, "_envs", {}).values():
             env.close()
-        self._envs.clear()
+        getattr(self, "_envs", {}).clear()

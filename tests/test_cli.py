@@ -1,0 +1,83 @@
+"""The `mtrl` CLI end to end on tiny budgets, and its one-line errors on bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mtrl(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "mtrl.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def test_tasksets_lists_sets_and_tasks():
+    r = mtrl("tasksets")
+    assert r.returncode == 0, r.stderr
+    for s in ["metaworld/MT10", "metaworld/MT50", "metaworld/ML10", "minigrid/MT5", "DoorKey-5x5", "drawer-open-v3"]:
+        assert s in r.stdout
+
+
+def test_train_end_to_end_writes_config_checkpoint_and_tensorboard(tmp_path):
+    run = tmp_path / "run"
+    r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", "total_steps=1000", "ppo.num_steps=64",
+             f"run_dir={run}", "seed=7")
+    assert r.returncode == 0, r.stderr
+    assert "steps/s" in r.stdout and "ETA" in r.stdout and "success" in r.stdout
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["seed"] == 7 and cfg["taskset"] == "minigrid/MT3" and cfg["ppo"]["num_steps"] == 64
+    assert list((run / "checkpoints").glob("step_*.pt"))
+    ea = EventAccumulator(str(run))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    for tag in ["loss/task/Empty-5x5", "loss/policy/mean", "perf/steps_per_s", "success/window/LavaGapS5"]:
+        assert tag in tags, sorted(tags)
+    assert any(t.startswith("task/") and t.endswith("/success") for t in tags)
+    assert any(t.startswith("task/") and t.endswith("/episode_length") for t in tags)
+    # resume continues from the checkpoint with the same counters
+    r2 = mtrl("train", "--resume", run, "total_steps=1500")
+    assert r2.returncode == 0, r2.stderr
+    assert "resumed from step_000000001152.pt at step 1,152" in r2.stdout
+
+
+def test_train_with_two_ray_runners(tmp_path):
+    run = tmp_path / "ray"
+    r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", "total_steps=600", "ppo.num_steps=50",
+             "runners=2", f"run_dir={run}")
+    assert r.returncode == 0, r.stderr
+    assert "2 Ray runners" in r.stdout and list((run / "checkpoints").glob("step_*.pt"))
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["taskset=metaworld/MT11"], "unknown task set 'metaworld/MT11'; valid task sets:"),
+    (["taskset=custom", "tasks=[reech-v3]"], "unknown Meta-World task 'reech-v3'; valid tasks:"),
+    (["bogus_key=3"], "unknown config key 'bogus_key'"),
+    (["ppo.bogus=3"], "unknown config key 'ppo.bogus'"),
+    (["total_steps=-5"], "total_steps must be a positive number, got -5"),
+    (["ppo.lr=abc"], "bad value for 'ppo.lr'"),
+    (["algo=mtppx"], "unknown algo 'mtppx'; valid algorithms: 'mtppo'"),
+    (["ppo.heads=many"], "unknown ppo.heads 'many'; valid choices: 'single', 'multi'"),
+])
+def test_bad_input_one_line_error(tmp_path, args, needle):
+    r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", *args, f"run_dir={tmp_path / 'x'}")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "x").exists(), "nothing is written for a bad config"
+
+
+def test_malformed_yaml_and_missing_preset(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("taskset: minigrid/MT3\nppo: [unclosed\n")
+    r = mtrl("train", "envs/minigrid-mt3.yaml", bad)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "malformed YAML" in r.stderr and "bad.yaml" in r.stderr
+    r = mtrl("train", "envs/nope.yaml", "agents/mtppo.yaml")
+    assert r.returncode == 2 and "no envs preset 'envs/nope.yaml'; valid presets:" in r.stderr
+    r = mtrl("train", "--resume", tmp_path)
+    assert r.returncode == 2 and "not a run folder" in r.stderr
