@@ -73,3 +73,21 @@ def test_multihead_continuous_update_runs_and_changes_only_used_heads():
     assert not torch.equal(before[0], after[0])
     assert torch.equal(before[1:], after[1:])
     assert out["loss/task"].shape == (3,)
+
+
+def test_fast_act_log_probs_match_distributions():
+    import gymnasium as gym
+
+    from mtrl.agents.networks import ActorCritic
+
+    torch.manual_seed(0)
+    obs, tids = torch.randn(16, 10), torch.randint(0, 3, (16,))
+    for space in [gym.spaces.Discrete(5), gym.spaces.Box(-1, 1, (4,))]:
+        for heads in ["single", "multi"]:
+            net = ActorCritic(10, 3, space, hidden=[32], heads=heads)
+            if not net.discrete:
+                net.log_std.data.uniform_(-1, 0)
+            a, logp, v = net.act(obs, tids, torch.Generator().manual_seed(1))
+            ref, _ = net.log_prob_entropy(net.dist(obs, tids), a)
+            torch.testing.assert_close(logp, ref, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(v, net.value(obs, tids))

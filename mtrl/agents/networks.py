@@ -10,6 +10,7 @@ Two variants, chosen by ``heads``:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import gymnasium as gym
@@ -92,15 +93,28 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, task_ids: torch.Tensor, generator: torch.Generator | None = None,
             deterministic: bool = False):
-        """Sample actions for a batch; returns ``(actions, log_probs, values)``."""
-        d = self.dist(obs, task_ids)
+        """Sample actions for a batch; returns ``(actions, log_probs, values)``.
+
+        The hot path of every runner: computed from logits / means directly rather than via
+        ``torch.distributions`` (whose construction and argument checks cost more than the
+        two small MLPs); :meth:`dist` gives the same probabilities for training.
+        """
+        out = self.actor_head(self.actor_trunk(obs), task_ids)
+        value = self.value(obs, task_ids)
         if self.discrete:
+            logp_all = torch.log_softmax(out, -1)
             if deterministic:
-                a = d.probs.argmax(-1)
+                a = logp_all.argmax(-1)
             else:
-                a = torch.multinomial(d.probs, 1, generator=generator).squeeze(-1)
+                a = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)
+            return a, logp_all.gather(-1, a[:, None]).squeeze(-1), value
+        log_std = self.log_std[0] if self.log_std.shape[0] == 1 else self.log_std[task_ids]
+        log_std = log_std.expand_as(out)
+        if deterministic:
+            a = out
+            noise = torch.zeros_like(out)
         else:
-            a = d.mean if deterministic else d.mean + d.stddev * torch.randn(
-                d.mean.shape, generator=generator)
-        logp, _ = self.log_prob_entropy(d, a)
-        return a, logp, self.value(obs, task_ids)
+            noise = torch.randn(out.shape, generator=generator)
+            a = out + log_std.exp() * noise
+        logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return a, logp, value

@@ -81,9 +81,9 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
         self._weights: np.ndarray | None = None
         self._slot_rng = [np.random.default_rng([self.seed, g]) for g in self.slots]
         self._obs = np.zeros((self.num_envs, self.obs_dim), np.float32)
-        self._ep_ret = np.zeros(self.num_envs)
-        self._ep_len = np.zeros(self.num_envs, np.int64)
-        self._ep_succ = np.zeros(self.num_envs, bool)
+        self._ep_ret = [0.0] * self.num_envs
+        self._ep_len = [0] * self.num_envs
+        self._ep_succ = [False] * self.num_envs
         self._continuous = isinstance(self.single_action_space, gym.spaces.Box)
 
     # ------------------------------------------------------------------ task weights
@@ -154,47 +154,51 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions):
         n = self.num_envs
-        rewards = np.zeros(n, np.float32)
-        terminated = np.zeros(n, bool)
-        truncated = np.zeros(n, bool)
-        success = np.zeros(n, np.float32)
-        step_task = self.task_ids.copy()
-        final_obs = None
-        done_mask = None
-        ep_r, ep_l, ep_s = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.float32)
+        # Python scalars, not numpy ones: envs compare actions with IntEnums (MiniGrid) and
+        # per-element numpy writes cost more than building small lists once.
         if self._continuous:
-            actions = np.clip(actions, self.single_action_space.low, self.single_action_space.high)
+            acts = list(np.clip(actions, self.single_action_space.low, self.single_action_space.high))
+        else:
+            acts = np.asarray(actions).tolist()
+        step_task = self.task_ids.copy()
+        rewards, terminated, truncated, success = [0.0] * n, [False] * n, [False] * n, [0.0] * n
+        done: list[int] = []
+        final_rows: list[np.ndarray] = []
+        ep: list[tuple[float, int, float]] = []
+        envs, obs_buf = self._envs, self._obs
+        ep_ret, ep_len, ep_succ = self._ep_ret, self._ep_len, self._ep_succ
         for i in range(n):
             task = int(step_task[i])
-            env = self._envs[(i, task)]
-            obs, r, term, trunc, info = env.step(actions[i])
-            rewards[i] = r
-            terminated[i] = term
-            truncated[i] = trunc
-            success[i] = info["success"]
-            self._ep_ret[i] += r
-            self._ep_len[i] += 1
-            self._ep_succ[i] |= bool(info["success"])
+            obs, r, term, trunc, info = envs[(i, task)].step(acts[i])
+            s = info["success"]
+            rewards[i], terminated[i], truncated[i], success[i] = r, term, trunc, s
+            ep_ret[i] += r
+            ep_len[i] += 1
+            if s:
+                ep_succ[i] = True
+            obs_buf[i, :obs.shape[0]] = obs
             if term or trunc:
-                if final_obs is None:
-                    final_obs = np.zeros((n, self.obs_dim), np.float32)
-                    done_mask = np.zeros(n, bool)
-                self._write_obs(i, obs, task)
-                final_obs[i] = self._obs[i]
-                done_mask[i] = True
-                ep_r[i], ep_l[i], ep_s[i] = self._ep_ret[i], self._ep_len[i], float(self._ep_succ[i])
+                done.append(i)
+                final_rows.append(obs_buf[i].copy())
+                ep.append((ep_ret[i], ep_len[i], float(ep_succ[i])))
                 if self._weights is not None:
                     self.task_ids[i] = self._slot_rng[i].choice(self.num_tasks, p=self._weights)
                 self._reset_slot(i)
-            else:
-                self._write_obs(i, obs, task)
-        infos: dict[str, Any] = {"task_id": step_task, "success": success}
-        if done_mask is not None:
+        infos: dict[str, Any] = {"task_id": step_task, "success": np.asarray(success, np.float32)}
+        if done:
+            mask = np.zeros(n, bool)
+            mask[done] = True
+            final_obs = np.zeros((n, self.obs_dim), np.float32)
+            final_obs[done] = np.stack(final_rows)
+            ep_r, ep_l, ep_s = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.float32)
+            ep_arr = np.asarray(ep)
+            ep_r[done], ep_l[done], ep_s[done] = ep_arr[:, 0], ep_arr[:, 1], ep_arr[:, 2]
             infos["final_obs"] = final_obs
-            infos["_final_obs"] = done_mask
+            infos["_final_obs"] = mask
             infos["episode"] = {"r": ep_r, "l": ep_l, "success": ep_s, "task_id": step_task}
-            infos["_episode"] = done_mask
-        return self._obs.copy(), rewards, terminated, truncated, infos
+            infos["_episode"] = mask
+        return (obs_buf.copy(), np.asarray(rewards, np.float32), np.asarray(terminated, bool),
+                np.asarray(truncated, bool), infos)
 
     def close_extras(self, **kwargs):
         for env in getattr(self, "_envs", {}).values():
