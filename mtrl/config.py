@@ -16,7 +16,7 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mtrl.agents import ALGORITHMS, PPOConfig
+from mtrl.agents import ALGORITHMS, PPOConfig, SACConfig
 from mtrl.errors import MtrlError, choices
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,7 @@ class TrainConfig:
     envs_per_task: int = 1
     algo: str = "mtppo"
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
     total_steps: int = 200_000  # environment steps summed over all tasks
     seed: int = 0
     runners: int = 0  # 0: in-process sampling; N: N Ray actors
@@ -41,9 +42,14 @@ class TrainConfig:
     run_dir: str | None = None  # default: runs/<taskset>_<algo>_<seed>_<time>
     checkpoint_every: int = 100_000  # env steps between checkpoints (0: only at the end)
     keep_checkpoints: int = 3
-    save_env_state: bool = True  # pickle env state into checkpoints for exact resume
+    # Pickle env state into checkpoints so resume continues episodes exactly. None (auto): yes,
+    # unless the set has Meta-World tasks, whose pickled MuJoCo model+data is ~42 MB per env;
+    # those resume with the learner exact and the in-progress episodes restarted.
+    save_env_state: bool | None = None
     log_every: int = 1  # updates between TensorBoard/console logs
     episode_window: int = 20  # episodes per task averaged in progress lines
+    eval_every: int = 0  # env steps between deterministic evaluations (0: off)
+    eval_episodes: int = 10  # episodes per task in each evaluation
     # Learner torch threads. 1 (default) makes a run bitwise reproducible: with more threads,
     # CPU GEMM reductions split by thread scheduling and results differ in the last bits.
     threads: int = 1
@@ -139,6 +145,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.algo not in ALGORITHMS:
         raise MtrlError(f"unknown algo {cfg.algo!r}; valid algorithms: {choices(ALGORITHMS)}")
     positive = {"total_steps": cfg.total_steps, "envs_per_task": cfg.envs_per_task,
+                "runner_cpus": cfg.runner_cpus,
                 "keep_checkpoints": cfg.keep_checkpoints, "log_every": cfg.log_every,
                 "episode_window": cfg.episode_window, "ppo.num_steps": cfg.ppo.num_steps,
                 "ppo.epochs": cfg.ppo.epochs, "ppo.minibatches": cfg.ppo.minibatches}
@@ -157,9 +164,29 @@ def validate(cfg: DictConfig) -> None:
                        ("split", cfg.split, ("train", "test"))]:
         if v not in ok:
             raise MtrlError(f"unknown {key} {v!r}; valid choices: {choices(ok)}")
+    if cfg.eval_every < 0 or cfg.eval_episodes <= 0:
+        raise MtrlError(f"eval_every must be >= 0 and eval_episodes > 0, got {cfg.eval_every}, {cfg.eval_episodes}")
     from mtrl.envs import get
 
-    get(cfg.taskset if not cfg.tasks else "custom", list(cfg.tasks) or None).tasks(cfg.split)
+    tasks = get(cfg.taskset if not cfg.tasks else "custom", list(cfg.tasks) or None).tasks(cfg.split)
+    if cfg.algo == "mtsac":
+        _validate_sac(cfg, len(tasks))
+
+
+def _validate_sac(cfg: DictConfig, num_tasks: int) -> None:
+    sac = cfg.sac
+    if sac.batch_size is not None and (sac.batch_size <= 0 or sac.batch_size % num_tasks):
+        raise MtrlError(f"sac.batch_size={sac.batch_size} is not a positive multiple of the {num_tasks} tasks "
+                        f"of {cfg.taskset!r}; use e.g. {128 * num_tasks} (128 per task) or set sac.batch_per_task")
+    for key in ("batch_per_task", "buffer_per_task", "collect_steps", "weights_every", "actor_update_freq",
+                "target_update_freq"):
+        if sac[key] <= 0:
+            raise MtrlError(f"sac.{key} must be a positive number, got {sac[key]}")
+    if sac.utd <= 0 or sac.learning_starts < 0 or not 0 < sac.tau <= 1 or sac.init_alpha <= 0:
+        raise MtrlError(f"need sac.utd > 0, sac.learning_starts >= 0, 0 < sac.tau <= 1, sac.init_alpha > 0; "
+                        f"got {sac.utd}, {sac.learning_starts}, {sac.tau}, {sac.init_alpha}")
+    if sac.heads not in ("single", "multi"):
+        raise MtrlError(f"unknown sac.heads {sac.heads!r}; valid choices: 'single', 'multi'")
 
 
 def save(cfg: DictConfig, path: Path) -> None:

@@ -58,6 +58,7 @@ class Logger:
         self.total_steps = total_steps
         self.t0 = time.time()
         self.step0 = start_step
+        self._last_print = 0.0
 
     def scalars(self, step: int, values: dict[str, Any]) -> None:
         """Write scalars; a ``[T]`` array becomes ``<key>/<task name>`` per task plus ``<key>/mean``."""
@@ -81,8 +82,12 @@ class Logger:
             self.writer.add_scalar(f"task/{name}/success", float(rows[:, 1].mean()), step)
             self.writer.add_scalar(f"task/{name}/episode_length", float(rows[:, 2].mean()), step)
 
-    def progress(self, step: int, stats: EpisodeStats) -> str:
-        """Print and return one progress line."""
+    def progress(self, step: int, stats: EpisodeStats, min_interval: float = 2.0, force: bool = False) -> str | None:
+        """Print and return one progress line, at most one per ``min_interval`` seconds unless ``force``."""
+        now = time.time()
+        if not force and now - self._last_print < min_interval:
+            return None
+        self._last_print = now
         elapsed = max(time.time() - self.t0, 1e-9)
         rate = (step - self.step0) / elapsed
         eta = (self.total_steps - step) / rate if rate > 0 else float("inf")

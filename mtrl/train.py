@@ -1,9 +1,14 @@
-"""The training loop: runners -> rollout -> learner -> log -> checkpoint.
+"""The training loop: runners -> rollout / replay -> learner -> log / eval -> checkpoint.
 
-On-policy (MT-PPO): every iteration each runner steps its slots ``ppo.num_steps`` times with
-the current weights, the learner updates once, then logs and, every ``checkpoint_every``
-env steps, writes an atomic checkpoint that resumes exactly (model, optimiser, counters,
-RNGs, env state, episode windows).
+- On-policy (MT-PPO): every iteration each runner steps its slots ``ppo.num_steps`` times
+  with the current weights, then the learner updates once.
+- Off-policy (MT-SAC): runners collect ``sac.collect_steps`` vector steps per round into the
+  per-task replay buffer; with Ray runners the next round is already running while the
+  learner does its ``utd x collect_steps`` updates (sampling and learning overlap).
+
+Every ``checkpoint_every`` env steps an atomic checkpoint is written that resumes exactly
+(model, optimisers, temperatures, counters, RNGs, env state, episode windows, optionally the
+replay buffer); every ``eval_every`` env steps a deterministic evaluation is logged.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from mtrl import checkpoint
 from mtrl import config as config_mod
 from mtrl.agents import ALGORITHMS
+from mtrl.buffers import PerTaskReplay
 from mtrl.envs import make
 from mtrl.errors import MtrlError
+from mtrl.evaluate import evaluate
 from mtrl.logging import EpisodeStats, Logger
 from mtrl.runners import RunnerPool
 
@@ -42,9 +49,187 @@ def default_run_dir(cfg: DictConfig) -> Path:
 
 
 def build_agent(cfg: DictConfig, env) -> Any:
-    algo = ALGORITHMS[cfg.algo]
-    agent_cfg = OmegaConf.to_object(cfg.ppo)
-    return algo(agent_cfg, env.obs_dim, env.num_tasks, env.single_action_space, seed=cfg.seed)
+    """The learner named by ``cfg.algo`` with its config section (``cfg.ppo``, ``cfg.sac``)."""
+    cls, section = ALGORITHMS[cfg.algo]
+    try:
+        return cls(OmegaConf.to_object(cfg[section]), env.obs_dim, env.num_tasks, env.single_action_space,
+                   seed=cfg.seed)
+    except ValueError as exc:
+        raise MtrlError(str(exc)) from None
+
+
+class Trainer:
+    """Owns the pieces of one run; :meth:`run` trains until ``total_steps`` or Ctrl-C."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, address: str | None):
+        self.cfg, self.run_dir = cfg, run_dir
+        probe = make(**env_kwargs(cfg))  # builds no env until reset: only spaces and names
+        self.probe = probe
+        self.task_names, self.total_slots = probe.task_names, probe.total_slots
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.agent = build_agent(cfg, probe)
+        self.stats = EpisodeStats(self.task_names, cfg.episode_window)
+        self.step = 0
+        self.rng = np.random.default_rng(cfg.seed + 777)  # replay sampling
+        self.replay: PerTaskReplay | None = None
+        self._update_credit = 0.0
+        self._rounds = 0
+        if not self.agent.on_policy:
+            shape = probe.single_action_space.shape
+            self.replay = PerTaskReplay(probe.num_tasks, cfg.sac.buffer_per_task, probe.obs_dim, int(np.prod(shape)))
+        print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir})", flush=True)
+        print(f"task set {probe.taskset.name}: {len(self.task_names)} tasks x {cfg.envs_per_task} envs, "
+              f"obs {probe.obs_dim}, actions {probe.single_action_space}, {cfg.algo}, "
+              f"{'in-process sampling' if cfg.runners == 0 else f'{cfg.runners} Ray runners'}", flush=True)
+        self.pool = RunnerPool(env_kwargs(cfg), self.total_slots, self.agent.policy_spec, cfg.runners, cfg.seed,
+                               cfg.runner_cpus, address)
+        self.eval_env = None
+        self.save_env = cfg.save_env_state
+        if self.save_env is None:
+            self.save_env = not any(t.kind == "metaworld" for t in probe.tasks)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "agent": self.agent.state_dict(), "stats": self.stats.state_dict(),
+                "rng": checkpoint.rng_state(), "replay_rng": self.rng.bit_generator.state,
+                "update_credit": self._update_credit, "rounds": self._rounds,
+                "config": OmegaConf.to_container(self.cfg),
+                "runners": self.pool.get_state() if self.save_env else None}
+
+    def save(self) -> Path:
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if self.replay is not None and self.cfg.sac.save_buffer:  # buffer first: a .pt implies its buffer
+            self.replay.save(ckpt_dir / f"replay_{self.step:012d}.npz")
+        path = checkpoint.save(self.state(), ckpt_dir, self.step, self.cfg.keep_checkpoints)
+        kept = {p.name.removeprefix("step_").removesuffix(".pt") for p in checkpoint.list_checkpoints(ckpt_dir)}
+        for old in ckpt_dir.glob("replay_*.npz"):
+            if old.name.removeprefix("replay_").removesuffix(".npz") not in kept:
+                old.unlink(missing_ok=True)
+        return path
+
+    def load(self, path: Path) -> None:
+        s = checkpoint.load(path)
+        self.agent.load_state_dict(s["agent"])
+        self.stats.load_state_dict(s["stats"])
+        self.step = s["step"]
+        checkpoint.set_rng_state(s["rng"])
+        self.rng.bit_generator.state = s["replay_rng"]
+        self._update_credit, self._rounds = s["update_credit"], s["rounds"]
+        if s.get("runners") is not None:
+            self.pool.set_state(s["runners"])
+        else:
+            print("note: the checkpoint holds no env state; episodes in progress restart", flush=True)
+        if self.replay is not None:
+            buf = path.parent / f"replay_{self.step:012d}.npz"
+            if buf.is_file():
+                self.replay.load(buf)
+            else:
+                print("note: no saved replay buffer (sac.save_buffer=false); it refills before updates resume",
+                      flush=True)
+        print(f"resumed from {path.name} at step {self.step:,}", flush=True)
+
+    # ------------------------------------------------------------------ iterations
+    def on_policy_iteration(self) -> tuple[int, dict[str, Any], dict[str, float]]:
+        n = self.cfg.ppo.num_steps
+        t0 = time.time()
+        rollout = self.pool.sample(n, self.agent.policy_state())
+        t1 = time.time()
+        out = self.agent.update(rollout, progress=self.step / self.cfg.total_steps)
+        return n * self.total_slots, {**out, "_episodes": rollout["episodes"]}, {
+            "perf/sample_s": t1 - t0, "perf/update_s": time.time() - t1}
+
+    def off_policy_iteration(self) -> tuple[int, dict[str, Any], dict[str, float]]:
+        sac = self.cfg.sac
+        assert self.replay is not None
+        t0 = time.time()
+        random_actions = self.step < sac.learning_starts
+        push = self._rounds % sac.weights_every == 0
+        handle = self.pool.collect_async(sac.collect_steps, self.agent.policy_state() if push else None,
+                                         random_actions)
+        self._rounds += 1
+        t1 = time.time()
+        out: dict[str, Any] = {}
+        if len(self.replay) >= max(sac.learning_starts, 1) and np.all(self.replay.size > 0):
+            self._update_credit += sac.utd * sac.collect_steps
+            n_updates = int(self._update_credit)
+            self._update_credit -= n_updates
+            for _ in range(n_updates):
+                out = self.agent.update(self.replay.sample(self.agent.per_task, self.rng))
+        t2 = time.time()
+        data = self.pool.wait(handle)
+        self.replay.add(data["task_ids"], data["obs"], data["actions"], data["rewards"], data["next_obs"],
+                        data["terminated"])
+        t3 = time.time()
+        return sac.collect_steps * self.total_slots, {**out, "_episodes": data["episodes"]}, {
+            "perf/update_s": t2 - t1, "perf/sample_wait_s": (t1 - t0) + (t3 - t2), "replay/size": len(self.replay),
+            "sac/updates": self.agent.updates}
+
+    def maybe_evaluate(self, logger: Logger, prev_step: int) -> None:
+        every = self.cfg.eval_every
+        if not every or self.step // every == prev_step // every:
+            return
+        if self.eval_env is None:
+            kw = {**env_kwargs(self.cfg), "envs_per_task": 1, "seed": self.cfg.seed + 10_000}
+            self.eval_env = make(**kw)
+        t0 = time.time()
+        res = evaluate(self.agent.policy, self.eval_env, self.cfg.eval_episodes)
+        logger.scalars(self.step, {"eval/success": res["success"], "eval/return": res["return"],
+                                   "perf/eval_s": time.time() - t0})
+        print(f"eval at step {self.step:,}: mean success {res['mean_success']:.2f} "
+              f"({self.cfg.eval_episodes} deterministic episodes per task)", flush=True)
+        with open(self.run_dir / "eval_history.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, "mean_success": res["mean_success"],
+                                "success": dict(zip(self.task_names, res["success"].tolist()))}) + "\n")
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> None:
+        cfg = self.cfg
+        logger = Logger(self.run_dir, self.task_names, cfg.total_steps, start_step=self.step)
+        interrupted = False
+
+        def on_sigint(signum, frame):  # finish the current iteration, checkpoint, then stop
+            nonlocal interrupted
+            interrupted = True
+            print("\ninterrupt: writing a checkpoint after this update (Ctrl-C again to abort)", flush=True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        old_handler = signal.signal(signal.SIGINT, on_sigint)
+        iteration = self.on_policy_iteration if self.agent.on_policy else self.off_policy_iteration
+        last_ckpt = self.step
+        n_iter = 0
+        try:
+            while self.step < cfg.total_steps and not interrupted:
+                t0 = time.time()
+                added, out, perf = iteration()
+                prev, self.step = self.step, self.step + added
+                n_iter += 1
+                new = self.stats.add(out.pop("_episodes"))
+                if n_iter % cfg.log_every == 0 or self.step >= cfg.total_steps:
+                    logger.episodes(self.step, new)
+                    logger.scalars(self.step, {**out, **perf, "perf/steps_per_s": added / (time.time() - t0),
+                                               "success/window": self.stats.per_task(1),
+                                               "episodes/total": self.stats.total})
+                    logger.progress(self.step, self.stats, force=self.step >= cfg.total_steps)
+                self.maybe_evaluate(logger, prev)
+                if cfg.checkpoint_every and self.step // cfg.checkpoint_every > last_ckpt // cfg.checkpoint_every:
+                    self.save()
+                    last_ckpt = self.step
+            path = self.save()
+            summary = {"step": self.step, "mean_success": self.stats.mean_success(),
+                       "success": dict(zip(self.task_names, np.nan_to_num(self.stats.per_task(1)).tolist())),
+                       "checkpoint": str(path)}
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            print(f"{'stopped' if interrupted else 'done'}: step {self.step:,}, mean success "
+                  f"{summary['mean_success']:.2f}; checkpoint {path}; logs: tensorboard --logdir {self.run_dir}",
+                  flush=True)
+        finally:
+            signal.signal(signal.SIGINT, old_handler)
+            logger.close()
+            self.pool.close()
+            if self.eval_env is not None:
+                self.eval_env.close()
 
 
 def train(cfg: DictConfig, resume: Path | None = None, address: str | None = None) -> Path:
@@ -52,81 +237,16 @@ def train(cfg: DictConfig, resume: Path | None = None, address: str | None = Non
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(resume) if resume else Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    state = checkpoint.load(checkpoint.latest(run_dir)) if resume else None
+    latest = checkpoint.latest(run_dir) if resume else None
     if not resume:
-        if (run_dir / "checkpoints").is_dir() and checkpoint.list_checkpoints(run_dir / "checkpoints"):
+        if checkpoint.list_checkpoints(run_dir / "checkpoints"):
             raise MtrlError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                             "or pick another run_dir")
         run_dir.mkdir(parents=True, exist_ok=True)
     cfg.run_dir = str(run_dir)
     config_mod.save(cfg, run_dir / "config.yaml")
-
-    probe = make(**env_kwargs(cfg))  # builds no env until reset: only spaces and names
-    task_names, total_slots = probe.task_names, probe.total_slots
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    agent = build_agent(cfg, probe)
-    stats = EpisodeStats(task_names, cfg.episode_window)
-    step, last_ckpt = 0, 0
-    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir})", flush=True)
-    print(f"task set {probe.taskset.name}: {len(task_names)} tasks x {cfg.envs_per_task} envs, "
-          f"obs {probe.obs_dim}, actions {probe.single_action_space}, "
-          f"{'in-process sampling' if cfg.runners == 0 else f'{cfg.runners} Ray runners'}", flush=True)
-    pool = RunnerPool(env_kwargs(cfg), total_slots, agent.policy_spec, cfg.runners, cfg.seed,
-                      cfg.runner_cpus, address)
-    if state is not None:
-        agent.load_state_dict(state["agent"])
-        stats.load_state_dict(state["stats"])
-        step = last_ckpt = state["step"]
-        checkpoint.set_rng_state(state["rng"])
-        if state.get("runners") is not None:
-            pool.set_state(state["runners"])
-        print(f"resumed from {checkpoint.latest(run_dir).name} at step {step:,}", flush=True)
-    logger = Logger(run_dir, task_names, cfg.total_steps, start_step=step)
-
-    def save_ckpt() -> Path:
-        blob = {"step": step, "agent": agent.state_dict(), "stats": stats.state_dict(),
-                "rng": checkpoint.rng_state(), "config": OmegaConf.to_container(cfg),
-                "runners": pool.get_state() if cfg.save_env_state else None}
-        return checkpoint.save(blob, run_dir / "checkpoints", step, cfg.keep_checkpoints)
-
-    interrupted = False
-
-    def on_sigint(signum, frame):  # finish the current update, checkpoint, then stop
-        nonlocal interrupted
-        interrupted = True
-        print("\ninterrupt: writing a checkpoint after this update (Ctrl-C again to abort)", flush=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    old_handler = signal.signal(signal.SIGINT, on_sigint)
-    steps_per_iter = cfg.ppo.num_steps * total_slots
-    try:
-        while step < cfg.total_steps and not interrupted:
-            t0 = time.time()
-            rollout = pool.sample(cfg.ppo.num_steps, agent.policy_state())
-            t1 = time.time()
-            out = agent.update(rollout, progress=step / cfg.total_steps)
-            t2 = time.time()
-            step += steps_per_iter
-            new = stats.add(rollout["episodes"])
-            if agent.updates % cfg.log_every == 0 or step >= cfg.total_steps:
-                logger.episodes(step, new)
-                logger.scalars(step, {**out, "perf/steps_per_s": steps_per_iter / (t2 - t0),
-                                      "perf/sample_s": t1 - t0, "perf/update_s": t2 - t1,
-                                      "success/window": stats.per_task(1), "episodes/total": stats.total})
-                logger.progress(step, stats)
-            if cfg.checkpoint_every and step // cfg.checkpoint_every > last_ckpt // cfg.checkpoint_every:
-                save_ckpt()
-                last_ckpt = step
-        path = save_ckpt()
-        summary = {"step": step, "mean_success": stats.mean_success(),
-                   "success": dict(zip(task_names, np.nan_to_num(stats.per_task(1)).tolist())),
-                   "checkpoint": str(path)}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        print(f"{'stopped' if interrupted else 'done'}: step {step:,}, mean success {summary['mean_success']:.2f}; "
-              f"checkpoint {path}; logs: tensorboard --logdir {run_dir}", flush=True)
-    finally:
-        signal.signal(signal.SIGINT, old_handler)
-        logger.close()
-        pool.close()
+    trainer = Trainer(cfg, run_dir, address)
+    if latest is not None:
+        trainer.load(latest)
+    trainer.run()
     return run_dir

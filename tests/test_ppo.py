@@ -65,13 +65,14 @@ def test_multihead_continuous_update_runs_and_changes_only_used_heads():
     probe = make(**kw)
     agent = MTPPO(PPOConfig(num_steps=16, heads="multi", adv_norm="task", epochs=1, minibatches=1),
                   probe.obs_dim, 3, probe.single_action_space, seed=0)  # 3 heads, only task 0 sampled
-    before = agent.net.actor_head.weight.detach().clone()
+    head = agent.net.actor_head
+    before = [torch.cat([w.detach().clone().flatten(), b.detach().clone()]) for w, b in map(head.head_params, range(3))]
     runner = Runner({**kw, "slots": [0, 1]}, {**agent.policy_spec}, 0)
     ro = runner.sample(16, agent.policy_state())
     out = agent.update(ro)
-    after = agent.net.actor_head.weight.detach()
+    after = [torch.cat([w.detach().flatten(), b.detach()]) for w, b in map(head.head_params, range(3))]
     assert not torch.equal(before[0], after[0])
-    assert torch.equal(before[1:], after[1:])
+    assert torch.equal(before[1], after[1]) and torch.equal(before[2], after[2])
     assert out["loss/task"].shape == (3,)
 
 

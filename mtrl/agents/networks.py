@@ -31,21 +31,34 @@ def mlp(in_dim: int, hidden: Sequence[int], act: type[nn.Module] = nn.Tanh) -> n
 
 
 class TaskHeads(nn.Module):
-    """A linear output layer, either shared (``num_heads=1``) or one per task."""
+    """A linear output layer, either shared (``num_heads=1``) or one per task.
+
+    All heads are one ``[in, H * out]`` matrix: the batch goes through every head in one GEMM
+    and each row keeps its own task's slice (cheaper than gathering a weight matrix per row
+    when ``out`` is small, as for values and actions).
+    """
 
     def __init__(self, in_dim: int, out_dim: int, num_heads: int, gain: float = 1.0):
         super().__init__()
         self.num_heads, self.out_dim = num_heads, out_dim
-        self.weight = nn.Parameter(torch.empty(num_heads, out_dim, in_dim))
-        self.bias = nn.Parameter(torch.zeros(num_heads, out_dim))
+        w = torch.empty(num_heads, out_dim, in_dim)
         for k in range(num_heads):
-            nn.init.orthogonal_(self.weight.data[k], gain)
+            nn.init.orthogonal_(w[k], gain)
+        self.weight = nn.Parameter(w.reshape(num_heads * out_dim, in_dim).T.contiguous())
+        self.bias = nn.Parameter(torch.zeros(num_heads * out_dim))
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        y = torch.addmm(self.bias, x, self.weight)
         if self.num_heads == 1:
-            return x @ self.weight[0].T + self.bias[0]
-        w, b = self.weight[task_ids], self.bias[task_ids]  # [B, out, in], [B, out]
-        return torch.einsum("boi,bi->bo", w, x) + b
+            return y
+        y = y.view(x.shape[0], self.num_heads, self.out_dim)
+        return y[torch.arange(x.shape[0]), task_ids]
+
+    def head_params(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight ``[in, out]`` and bias of one task's head (views)."""
+        k = task if self.num_heads > 1 else 0
+        sl = slice(k * self.out_dim, (k + 1) * self.out_dim)
+        return self.weight[:, sl], self.bias[sl]
 
 
 class ActorCritic(nn.Module):

@@ -76,14 +76,18 @@ class MTPPO:
             raise ValueError(f"ppo.adv_norm must be 'batch', 'task' or 'none', got {cfg.adv_norm!r}")
         self.cfg = cfg
         self.num_tasks = num_tasks
-        self.policy_spec: dict[str, Any] = dict(obs_dim=obs_dim, num_tasks=num_tasks, action_space=action_space,
+        self.policy_spec: dict[str, Any] = dict(kind="ppo", obs_dim=obs_dim, num_tasks=num_tasks, action_space=action_space,
                                                 hidden=list(cfg.hidden), heads=cfg.heads)
         torch.manual_seed(seed)
-        self.net = ActorCritic(**self.policy_spec)
+        self.net = ActorCritic(**{k: v for k, v in self.policy_spec.items() if k != "kind"})
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
         self.gen = torch.Generator().manual_seed(seed + 12345)
         self.updates = 0
         self.nan_skips = 0
+
+    @property
+    def policy(self) -> ActorCritic:
+        return self.net
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         """Weights for the runners (CPU tensors)."""

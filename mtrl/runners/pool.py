@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mtrl.errors import MtrlError
-from mtrl.runners.runner import Runner, merge_rollouts
+from mtrl.runners.runner import Runner, merge_rollouts, merge_transitions
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -70,26 +70,47 @@ class RunnerPool:
         self.runners = [actor.remote({**env_kwargs, "slots": b.tolist()}, policy_spec, seed * 1000 + i)
                         for i, b in enumerate(blocks)]
 
-    def _call(self, method: str, *args_per_runner: list) -> list:
+    def _start(self, method: str, *args_per_runner: list) -> list:
+        """Call ``method`` on every runner: results (in-process) or Ray futures."""
         if not self.remote:
             return [getattr(r, method)(*(a[i] for a in args_per_runner)) for i, r in enumerate(self.runners)]
+        return [getattr(r, method).remote(*(a[i] for a in args_per_runner)) for i, r in enumerate(self.runners)]
+
+    def _finish(self, started: list) -> list:
+        if not self.remote:
+            return started
         import ray
 
-        futures = [getattr(r, method).remote(*(a[i] for a in args_per_runner)) for i, r in enumerate(self.runners)]
         try:
-            return ray.get(futures)
+            return ray.get(started)
         except ray.exceptions.RayActorError as exc:
             raise MtrlError(f"a sampler actor died ({type(exc).__name__}); the last checkpoint is intact: "
                             "continue with `mtrl train --resume RUN_DIR`") from None
 
-    def sample(self, num_steps: int, weights: dict | None) -> dict[str, Any]:
-        """One rollout of ``num_steps`` per slot from every runner, merged along the env axis."""
-        n = len(self.runners)
+    def _call(self, method: str, *args_per_runner: list) -> list:
+        return self._finish(self._start(method, *args_per_runner))
+
+    def _put(self, weights: dict | None):
         if self.remote and weights is not None:
             import ray
 
-            weights = ray.put(weights)  # one copy in the object store, read by every runner
-        return merge_rollouts(self._call("sample", [num_steps] * n, [weights] * n))
+            return ray.put(weights)  # one copy in the object store, read by every runner
+        return weights
+
+    def collect_async(self, num_steps: int, weights: dict | None, random_actions: bool = False) -> list:
+        """Start an off-policy collection round; Ray runners keep stepping while the caller
+        trains. Pass the handle to :meth:`wait`. In-process, the round runs right here."""
+        n = len(self.runners)
+        return self._start("collect", [num_steps] * n, [self._put(weights)] * n, [random_actions] * n)
+
+    def wait(self, handle: list) -> dict[str, Any]:
+        """Transitions of a round started by :meth:`collect_async`, merged over runners."""
+        return merge_transitions(self._finish(handle))
+
+    def sample(self, num_steps: int, weights: dict | None) -> dict[str, Any]:
+        """One rollout of ``num_steps`` per slot from every runner, merged along the env axis."""
+        n = len(self.runners)
+        return merge_rollouts(self._call("sample", [num_steps] * n, [self._put(weights)] * n))
 
     def set_task_weights(self, weights) -> None:
         self._call("set_task_weights", [weights] * len(self.runners))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtrl.agents.networks import ActorCritic
+from mtrl.agents import build_policy
 from mtrl.envs import make
 
 ROLLOUT_KEYS_SN = ("obs", "actions", "logp", "values", "rewards", "terminated", "truncated",
@@ -34,7 +34,7 @@ class Runner:
     def __init__(self, env_kwargs: dict[str, Any], policy_spec: dict[str, Any], seed: int, threads: int = 1):
         torch.set_num_threads(threads)
         self.env = make(**env_kwargs)
-        self.policy = ActorCritic(**policy_spec)
+        self.policy = build_policy(policy_spec)
         self.policy.eval()
         self.gen = torch.Generator().manual_seed(int(seed))
         self.obs, _ = self.env.reset()
@@ -95,6 +95,50 @@ class Runner:
         out["episodes"] = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in episodes.items()}
         return out
 
+    @torch.no_grad()
+    def collect(self, num_steps: int, weights: dict[str, torch.Tensor] | None = None,
+                random_actions: bool = False) -> dict[str, Any]:
+        """Off-policy transitions of ``num_steps`` vector steps, flattened to ``[S * N, ...]``.
+
+        ``next_obs`` is the true next observation (the final one where an episode ended);
+        ``terminated`` excludes time-limit truncation. ``random_actions`` samples uniformly
+        from the action space (warm-up before learning starts).
+        """
+        if weights is not None:
+            self.policy.load_state_dict(weights)
+        env = self.env
+        space = env.single_action_space
+        obs_l, act_l, rew_l, next_l, term_l, task_l = [], [], [], [], [], []
+        episodes: dict[str, list] = {k: [] for k in EPISODE_KEYS}
+        obs = self.obs
+        for _ in range(num_steps):
+            tids = env.task_ids.copy()
+            if random_actions:
+                u = torch.rand((env.num_envs, *space.shape), generator=self.gen).numpy()
+                a = (space.low + u * (space.high - space.low)).astype(np.float32)
+            else:
+                a = self.policy.act(torch.from_numpy(obs), torch.from_numpy(tids), self.gen)[0].numpy()
+            next_obs, r, term, trunc, info = env.step(a)
+            real_next = next_obs
+            if "_final_obs" in info:
+                real_next = next_obs.copy()
+                m = info["_final_obs"]
+                real_next[m] = info["final_obs"][m]
+                for k in EPISODE_KEYS:
+                    episodes[k].append(info["episode"][k][info["_episode"]])
+            obs_l.append(obs)
+            act_l.append(a)
+            rew_l.append(r)
+            next_l.append(real_next)
+            term_l.append(term)
+            task_l.append(tids)
+            obs = next_obs
+        self.obs = obs
+        return {"obs": np.concatenate(obs_l), "actions": np.concatenate(act_l).astype(np.float32),
+                "rewards": np.concatenate(rew_l), "next_obs": np.concatenate(next_l),
+                "terminated": np.concatenate(term_l).astype(np.float32), "task_ids": np.concatenate(task_l),
+                "episodes": {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in episodes.items()}}
+
     def get_state(self) -> bytes:
         """Everything needed to continue exactly: envs (pickled), current obs, sampling RNG."""
         return pickle.dumps({"env": self.env, "obs": self.obs, "gen": self.gen.get_state()})
@@ -107,6 +151,15 @@ class Runner:
 
     def close(self) -> None:
         self.env.close()
+
+
+def merge_transitions(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Concatenate runners' off-policy transitions (all arrays are flat ``[S * N, ...]``)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "episodes"}
+    out["episodes"] = {k: np.concatenate([p["episodes"][k] for p in parts]) for k in EPISODE_KEYS}
+    return out
 
 
 def merge_rollouts(parts: list[dict[str, Any]]) -> dict[str, Any]:

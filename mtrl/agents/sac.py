@@ -1,0 +1,173 @@
+"""MT-SAC: soft actor-critic (Haarnoja et al. 2018) on task-balanced batches, losses kept per task.
+
+For a batch laid out task-major (``[T, B/T]``, see :mod:`mtrl.buffers`) and alpha_t = exp(log alpha_t),
+one learnable temperature per task (Yu et al. 2019, Meta-World's MT-SAC):
+
+    y_i        = r_i + gamma (1 - d_i) [min_k Q'_k(s'_i, a'_i) - alpha_{t_i} log pi(a'_i|s'_i)],  a' ~ pi(.|s')
+    L^Q_t      = mean_{i in t} 1/2 sum_k (Q_k(s_i, a_i) - y_i)^2
+    L^pi_t     = mean_{i in t} [alpha_{t_i} log pi(a~_i|s_i) - min_k Q_k(s_i, a~_i)],          a~ ~ pi(.|s)
+    L^alpha_t  = mean_{i in t} [-log alpha_t (log pi(a~_i|s_i) + H_target)],                  H_target = -|A|
+
+Critic and actor minimise the mean of their ``[T]`` vectors (the step gradient surgery will
+replace); the temperatures minimise the *sum*, so each alpha_t gets exactly its own task's
+gradient at full scale. Targets: Polyak averaging with rate tau. A step whose loss is NaN/inf
+is skipped with a warning and counted (``sac/nan_skips``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from mtrl.agents.losses import per_task_mean
+from mtrl.agents.sac_networks import TanhGaussianActor, TwinQ
+
+
+@dataclass
+class SACConfig:
+    """MT-SAC hyper-parameters (defaults: the Meta-World MT10 papers' settings)."""
+
+    lr: float = 3e-4  # actor and critic
+    alpha_lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    batch_size: int | None = None  # total over tasks; None: batch_per_task x T (MT10: 1280)
+    batch_per_task: int = 128
+    hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
+    heads: str = "single"  # single | multi
+    init_alpha: float = 1.0
+    target_entropy: float | None = None  # None: -|A|
+    buffer_per_task: int = 100_000  # transitions kept per task
+    learning_starts: int = 5_000  # env steps (all tasks) of uniform random actions before updates
+    utd: float = 1.0  # gradient updates per vector step (one transition from every env slot)
+    collect_steps: int = 50  # vector steps a runner takes per round trip
+    weights_every: int = 1  # push actor weights to runners every K collection rounds
+    actor_update_freq: int = 1
+    target_update_freq: int = 1
+    save_buffer: bool = False  # write the replay buffer next to each checkpoint
+
+
+class MTSAC:
+    """Multi-task SAC learner; runners hold a CPU copy of the actor (:meth:`policy_state`)."""
+
+    name = "mtsac"
+    on_policy = False
+
+    def __init__(self, cfg: SACConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0):
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"MT-SAC needs continuous (Box) actions, got {action_space}; use mtppo")
+        if not (np.all(action_space.low == -1) and np.all(action_space.high == 1)):
+            raise ValueError(f"MT-SAC's tanh policy expects actions in [-1, 1], got {action_space}")
+        self.cfg = cfg
+        self.num_tasks = T = num_tasks
+        self.act_dim = A = int(np.prod(action_space.shape))
+        self.batch_size = cfg.batch_size or cfg.batch_per_task * T
+        if self.batch_size % T:
+            raise ValueError(f"sac.batch_size={self.batch_size} is not a multiple of the {T} tasks")
+        self.per_task = self.batch_size // T
+        self.target_entropy = float(-A if cfg.target_entropy is None else cfg.target_entropy)
+        self.policy_spec: dict[str, Any] = dict(kind="sac", obs_dim=obs_dim, num_tasks=T, act_dim=A,
+                                                hidden=list(cfg.hidden), heads=cfg.heads)
+        torch.manual_seed(seed)
+        self.actor = TanhGaussianActor(obs_dim, T, A, cfg.hidden, cfg.heads)
+        self.critic = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads)
+        self.critic_target = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.log_alpha = torch.nn.Parameter(torch.full((T,), math.log(cfg.init_alpha)))
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.gen = torch.Generator().manual_seed(seed + 4242)
+        self.updates = 0
+        self.nan_skips = 0
+
+    @property
+    def policy(self) -> TanhGaussianActor:
+        return self.actor
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.actor.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "alpha_opt": self.alpha_opt.state_dict(), "gen": self.gen.get_state(),
+                "updates": self.updates, "nan_skips": self.nan_skips}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.actor.load_state_dict(s["actor"])
+        self.critic.load_state_dict(s["critic"])
+        self.critic_target.load_state_dict(s["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(s["log_alpha"])
+        self.actor_opt.load_state_dict(s["actor_opt"])
+        self.critic_opt.load_state_dict(s["critic_opt"])
+        self.alpha_opt.load_state_dict(s["alpha_opt"])
+        self.gen.set_state(s["gen"])
+        self.updates, self.nan_skips = s["updates"], s["nan_skips"]
+
+    def _skip(self, what: str) -> None:
+        self.nan_skips += 1
+        warnings.warn(f"non-finite MT-SAC {what} loss at update {self.updates}; update skipped", stacklevel=3)
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        """One gradient step of critic (and actor/temperatures, every ``actor_update_freq``)."""
+        cfg, T = self.cfg, self.num_tasks
+        obs = torch.as_tensor(batch["obs"])
+        act = torch.as_tensor(batch["actions"])
+        rew = torch.as_tensor(batch["rewards"])
+        nobs = torch.as_tensor(batch["next_obs"])
+        done = torch.as_tensor(batch["terminated"])
+        tids = torch.as_tensor(batch["task_ids"])
+        alpha = self.log_alpha.detach().exp()
+        out: dict[str, Any] = {}
+        with torch.no_grad():
+            na, nlogp = self.actor(nobs, tids, self.gen)
+            q_next = self.critic_target(nobs, na, tids).min(0).values - alpha[tids] * nlogp
+            y = rew + cfg.gamma * (1.0 - done) * q_next
+        q = self.critic(obs, act, tids)
+        critic_task, _ = per_task_mean(0.5 * (q - y).pow(2).sum(0), tids, T)
+        critic_loss = critic_task.mean()
+        self.updates += 1
+        if not torch.isfinite(critic_loss):
+            self._skip("critic")
+            return {"sac/nan_skips": self.nan_skips}
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        out["loss/critic"] = critic_task.detach().numpy()
+        out["sac/q"] = per_task_mean(q.detach().mean(0), tids, T)[0].numpy()
+
+        if self.updates % cfg.actor_update_freq == 0:
+            a, logp = self.actor(obs, tids, self.gen)
+            q_pi = self.critic(obs, a, tids).min(0).values
+            actor_task, _ = per_task_mean(alpha[tids] * logp - q_pi, tids, T)
+            alpha_task, _ = per_task_mean(-self.log_alpha[tids] * (logp.detach() + self.target_entropy), tids, T)
+            actor_loss, alpha_loss = actor_task.mean(), alpha_task.sum()
+            if not (torch.isfinite(actor_loss) and torch.isfinite(alpha_loss)):
+                self._skip("actor/alpha")
+            else:
+                self.actor_opt.zero_grad(set_to_none=True)
+                actor_loss.backward(inputs=list(self.actor.parameters()))  # no critic weight grads
+                self.actor_opt.step()
+                self.alpha_opt.zero_grad(set_to_none=True)
+                alpha_loss.backward()
+                self.alpha_opt.step()
+                out["loss/actor"] = actor_task.detach().numpy()
+                out["loss/alpha"] = alpha_task.detach().numpy()
+                out["sac/entropy"] = per_task_mean(-logp.detach(), tids, T)[0].numpy()
+        if self.updates % cfg.target_update_freq == 0:
+            with torch.no_grad():
+                tp, p = list(self.critic_target.parameters()), list(self.critic.parameters())
+                torch._foreach_lerp_(tp, p, cfg.tau)  # theta' <- (1 - tau) theta' + tau theta
+        out["sac/alpha"] = self.log_alpha.detach().exp().numpy()
+        out["sac/nan_skips"] = self.nan_skips
+        return out

@@ -1,0 +1,94 @@
+"""MT-SAC networks: a tanh-Gaussian actor and twin Q critics, single head or one head per task.
+
+The twin critics are one *ensemble* module (weights ``[2, in, out]`` per layer, one batched
+GEMM per layer for both critics) rather than two ``nn.Sequential`` s: half the kernel launches
+at the same maths.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mtrl.agents.networks import TaskHeads
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers applied to ``[E, B, in]`` in one ``baddbmm``."""
+
+    def __init__(self, ensemble: int, in_dim: int, out_dim: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)  # nn.Linear's default init range
+        self.weight = nn.Parameter(torch.empty(ensemble, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(ensemble, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class TwinQ(nn.Module):
+    """Two Q networks ``Q_k(s, a)``, k = 1, 2; returns ``[2, B]``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, num_tasks: int, hidden: Sequence[int], heads: str):
+        super().__init__()
+        dims = [obs_dim + act_dim, *hidden]
+        self.layers = nn.ModuleList(EnsembleLinear(2, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.num_heads = num_tasks if heads == "multi" else 1
+        self.head = EnsembleLinear(2, dims[-1], self.num_heads)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([obs, act], -1).unsqueeze(0).expand(2, -1, -1)
+        for layer in self.layers:
+            h = F.relu(layer(h))
+        q = self.head(h)  # [2, B, heads]
+        if self.num_heads == 1:
+            return q.squeeze(-1)
+        return q.gather(-1, task_ids.view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
+
+
+class TanhGaussianActor(nn.Module):
+    """``a = tanh(mu + sigma * eps)`` with the log-density corrected for the tanh squashing:
+
+    ``log pi(a|s) = sum_j [log N(u_j; mu_j, sigma_j) - log(1 - tanh(u_j)^2)]`` (Haarnoja et al.
+    2018, appendix C), with ``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))`` for stability.
+    ``log sigma`` is squashed into [LOG_STD_MIN, LOG_STD_MAX] by a tanh.
+    """
+
+    kind = "sac"
+
+    def __init__(self, obs_dim: int, num_tasks: int, act_dim: int, hidden: Sequence[int] = (400, 400, 400),
+                 heads: str = "single", **_: object):
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = obs_dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU()]
+            d = h
+        self.trunk = nn.Sequential(*layers)
+        self.head = TaskHeads(d, 2 * act_dim, num_tasks if heads == "multi" else 1, gain=1.0)
+        self.act_dim = act_dim
+
+    def forward(self, obs: torch.Tensor, task_ids: torch.Tensor, generator: torch.Generator | None = None,
+                deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``(action, log_prob)``; deterministic gives ``tanh(mu)`` and its log-density."""
+        mu, log_std = self.head(self.trunk(obs), task_ids).chunk(2, -1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        eps = torch.zeros_like(mu) if deterministic else torch.randn(mu.shape, generator=generator)
+        u = mu + log_std.exp() * eps
+        a = torch.tanh(u)
+        logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = logp - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        return a, logp
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, task_ids: torch.Tensor, generator: torch.Generator | None = None,
+            deterministic: bool = False):
+        """Runner interface: ``(actions, log_probs, None)``."""
+        a, logp = self.forward(obs, task_ids, generator, deterministic)
+        return a, logp, None

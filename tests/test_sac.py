@@ -1,0 +1,133 @@
+"""MT-SAC: per-task temperatures, per-task replay, learning signal, NaN handling, resume."""
+
+import copy
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from mtrl import checkpoint
+from mtrl.agents import MTSAC, SACConfig
+from mtrl.buffers import PerTaskReplay
+from mtrl.config import build_config
+from mtrl.envs import make
+from mtrl.errors import MtrlError
+from mtrl.runners import Runner
+from mtrl.train import train
+
+BOX = gym.spaces.Box(-1, 1, (4,), np.float32)
+
+
+def _batch(T=3, per_task=16, obs_dim=8, seed=0):
+    r = np.random.default_rng(seed)
+    n = T * per_task
+    return {"obs": r.normal(size=(n, obs_dim)).astype(np.float32),
+            "actions": r.uniform(-1, 1, (n, 4)).astype(np.float32),
+            "rewards": r.normal(size=n).astype(np.float32),
+            "next_obs": r.normal(size=(n, obs_dim)).astype(np.float32),
+            "terminated": np.zeros(n, np.float32), "task_ids": np.repeat(np.arange(T), per_task)}
+
+
+def test_buffer_wraparound_and_balanced_counts():
+    buf = PerTaskReplay(num_tasks=2, capacity=5, obs_dim=1, action_dim=1)
+    for k in range(7):  # task 0 gets 7 transitions (wraps), task 1 gets 2
+        tids = np.array([0, 1]) if k < 2 else np.array([0])
+        n = len(tids)
+        buf.add(tids, np.full((n, 1), k, np.float32), np.zeros((n, 1)), np.zeros(n), np.zeros((n, 1)), np.zeros(n))
+    assert buf.size.tolist() == [5, 2] and buf.pos.tolist() == [2, 2]
+    assert sorted(buf.obs[0, :, 0].tolist()) == [2, 3, 4, 5, 6]  # the two oldest were overwritten
+    b = buf.sample(7, np.random.default_rng(0))
+    assert np.bincount(b["task_ids"]).tolist() == [7, 7]
+    assert b["task_ids"].tolist() == [0] * 7 + [1] * 7  # task-major layout [T, per_task]
+    assert set(b["obs"][7:, 0].tolist()) <= {0.0, 1.0}  # task 1 only samples its own data
+
+
+def test_buffer_save_load_roundtrip(tmp_path):
+    buf = PerTaskReplay(2, 4, 3, 2)
+    r = np.random.default_rng(1)
+    buf.add(np.array([0, 1, 1]), r.normal(size=(3, 3)), r.normal(size=(3, 2)), r.normal(size=3),
+            r.normal(size=(3, 3)), np.array([0, 1, 0]))
+    buf.save(tmp_path / "b.npz")
+    other = PerTaskReplay(2, 4, 3, 2)
+    other.load(tmp_path / "b.npz")
+    for f in ("obs", "actions", "rewards", "next_obs", "terminated", "pos", "size"):
+        np.testing.assert_array_equal(getattr(buf, f), getattr(other, f))
+
+
+def test_alpha_gradient_is_each_tasks_own_entropy_only():
+    agent = MTSAC(SACConfig(hidden=[32, 32]), 8, 3, BOX, seed=0)
+    a1, a2 = copy.deepcopy(agent), copy.deepcopy(agent)
+    b1 = _batch()
+    out = a1.update(b1)
+    # d/d log_alpha_t of sum_t L_t = -(mean_t log pi + H_target) = entropy_t - H_target, own task only
+    expected = torch.as_tensor(out["sac/entropy"]) - a1.target_entropy
+    torch.testing.assert_close(a1.log_alpha.grad, expected, rtol=1e-5, atol=1e-5)
+    b2 = copy.deepcopy(b1)
+    b2["obs"][16:32] += 3.0  # change only task 1's states (hence its entropy)
+    a2.update(b2)
+    assert torch.equal(a1.log_alpha.grad[[0, 2]], a2.log_alpha.grad[[0, 2]])
+    assert not torch.equal(a1.log_alpha.grad[1], a2.log_alpha.grad[1])
+
+
+def test_losses_are_per_task_vectors():
+    agent = MTSAC(SACConfig(hidden=[16]), 8, 3, BOX)
+    out = agent.update(_batch())
+    for k in ("loss/critic", "loss/actor", "loss/alpha", "sac/alpha", "sac/q"):
+        assert out[k].shape == (3,), k
+
+
+def test_nan_loss_skips_update_warns_and_counts():
+    agent = MTSAC(SACConfig(hidden=[16]), 8, 3, BOX)
+    before = copy.deepcopy(agent.critic.state_dict())
+    b = _batch()
+    b["rewards"][0] = np.nan
+    with pytest.warns(UserWarning, match="non-finite MT-SAC critic loss"):
+        out = agent.update(b)
+    assert out["sac/nan_skips"] == 1 and agent.nan_skips == 1
+    for k, v in agent.critic.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_critic_loss_falls_on_two_metaworld_tasks():
+    kw = dict(taskset="custom", tasks=["reach-v3", "push-v3"], seed=0, envs_per_task=2)
+    probe = make(**kw)
+    agent = MTSAC(SACConfig(hidden=[64, 64], batch_per_task=64, lr=1e-3), probe.obs_dim, 2,
+                  probe.single_action_space, seed=0)
+    runner = Runner({**kw, "slots": [0, 1, 2, 3]}, agent.policy_spec, 0)
+    buf = PerTaskReplay(2, 10_000, probe.obs_dim, 4)
+    d = runner.collect(400, random_actions=True)
+    buf.add(d["task_ids"], d["obs"], d["actions"], d["rewards"], d["next_obs"], d["terminated"])
+    rng = np.random.default_rng(0)
+    losses = [agent.update(buf.sample(64, rng))["loss/critic"].mean() for _ in range(300)]
+    assert np.mean(losses[-30:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-30:])
+
+
+def test_sac_rejects_bad_action_spaces_and_batch():
+    with pytest.raises(ValueError, match="continuous"):
+        MTSAC(SACConfig(), 8, 2, gym.spaces.Discrete(3))
+    with pytest.raises(ValueError, match="multiple of the 3 tasks"):
+        MTSAC(SACConfig(batch_size=100), 8, 3, BOX)
+    with pytest.raises(MtrlError, match="sac.batch_size=1280 is not a positive multiple of the 50 tasks"):
+        build_config(["envs/mt50-published.yaml", "agents/mtsac.yaml"], ["sac.batch_size=1280"])
+
+
+SAC_ARGS = ["taskset=custom", "tasks=[MountainCarContinuous-v0]", "algo=mtsac", "sac.hidden=[32,32]",
+            "sac.learning_starts=200", "sac.collect_steps=25", "sac.batch_per_task=32", "checkpoint_every=300",
+            "log_every=100", "sac.save_buffer=true", "envs_per_task=2"]
+
+
+def test_sac_resume_equals_uninterrupted(tmp_path):
+    warnings.simplefilter("ignore")
+    full = train(build_config([], [*SAC_ARGS, "total_steps=1000", f"run_dir={tmp_path / 'full'}"]))
+    part = train(build_config([], [*SAC_ARGS, "total_steps=600", f"run_dir={tmp_path / 'part'}"]))
+    train(build_config([], ["total_steps=1000"], base=build_config([], [*SAC_ARGS, f"run_dir={part}"])), resume=part)
+    a = checkpoint.load(checkpoint.latest(full))
+    b = checkpoint.load(checkpoint.latest(part))
+    assert a["step"] == b["step"] == 1000 and a["agent"]["updates"] == b["agent"]["updates"] > 0
+    for net in ("actor", "critic", "critic_target"):
+        for k, v in a["agent"][net].items():
+            assert torch.equal(v, b["agent"][net][k]), (net, k)
+    assert torch.equal(a["agent"]["log_alpha"], b["agent"]["log_alpha"])
+    assert (part / "checkpoints" / "replay_000000001000.npz").is_file()
