@@ -34,6 +34,9 @@ class TrainConfig:
     envs_per_task: int = 1
     algo: str = "mtppo"
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    surgery: str = "mean"  # how per-task gradients combine (see mtrl.surgery.names())
+    surgery_args: dict[str, Any] = field(default_factory=dict)  # e.g. {c: 0.9} for cagrad
+    diagnostics_every: int = 0  # updates between gradient-conflict diagnostics (0: off)
     sac: SACConfig = field(default_factory=SACConfig)
     total_steps: int = 200_000  # environment steps summed over all tasks
     seed: int = 0
@@ -164,6 +167,11 @@ def validate(cfg: DictConfig) -> None:
                        ("split", cfg.split, ("train", "test"))]:
         if v not in ok:
             raise MtrlError(f"unknown {key} {v!r}; valid choices: {choices(ok)}")
+    from mtrl import surgery
+
+    surgery.get(cfg.surgery, **dict(cfg.surgery_args))  # unknown name / bad parameters -> MtrlError
+    if cfg.diagnostics_every < 0:
+        raise MtrlError(f"diagnostics_every must be >= 0, got {cfg.diagnostics_every}")
     if cfg.eval_every < 0 or cfg.eval_episodes <= 0:
         raise MtrlError(f"eval_every must be >= 0 and eval_episodes > 0, got {cfg.eval_every}, {cfg.eval_episodes}")
     from mtrl.envs import get

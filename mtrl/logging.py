@@ -74,6 +74,15 @@ class Logger:
                 if np.isfinite(arr).any():
                     self.writer.add_scalar(f"{key}/mean", float(np.nanmean(arr)), step)
 
+    def diagnostics(self, step: int, prefix: str, diag: dict[str, Any]) -> None:
+        """Gradient-conflict diagnostics: cosine image, conflict fraction, norms, condition number."""
+        from mtrl.surgery.diagnostics import cosine_image
+
+        self.writer.add_image(f"{prefix}/cosine", cosine_image(diag["cosine"]), step)
+        self.scalars(step, {f"{prefix}/conflict_fraction": diag["conflict_fraction"],
+                            f"{prefix}/condition_number": diag["condition_number"],
+                            f"{prefix}/grad_norm": diag["grad_norm"]})
+
     def episodes(self, step: int, new: dict[int, np.ndarray]) -> None:
         """Per-task return, success and episode length of the episodes that just ended."""
         for t, rows in new.items():

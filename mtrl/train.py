@@ -53,7 +53,8 @@ def build_agent(cfg: DictConfig, env) -> Any:
     cls, section = ALGORITHMS[cfg.algo]
     try:
         return cls(OmegaConf.to_object(cfg[section]), env.obs_dim, env.num_tasks, env.single_action_space,
-                   seed=cfg.seed)
+                   seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
+                   diagnostics_every=cfg.diagnostics_every)
     except ValueError as exc:
         raise MtrlError(str(exc)) from None
 
@@ -155,8 +156,11 @@ class Trainer:
             self._update_credit += sac.utd * sac.collect_steps
             n_updates = int(self._update_credit)
             self._update_credit -= n_updates
+            diag: dict[str, Any] = {}
             for _ in range(n_updates):
                 out = self.agent.update(self.replay.sample(self.agent.per_task, self.rng))
+                diag.update({k: v for k, v in out.items() if k.startswith("_diagnostics")})
+            out.update(diag)  # the latest diagnostics of this round, whichever update computed them
         t2 = time.time()
         data = self.pool.wait(handle)
         self.replay.add(data["task_ids"], data["obs"], data["actions"], data["rewards"], data["next_obs"],
@@ -206,6 +210,8 @@ class Trainer:
                 prev, self.step = self.step, self.step + added
                 n_iter += 1
                 new = self.stats.add(out.pop("_episodes"))
+                for key in [k for k in out if k.startswith("_diagnostics")]:
+                    logger.diagnostics(self.step, key.replace("_diagnostics", "diag", 1), out.pop(key))
                 if n_iter % cfg.log_every == 0 or self.step >= cfg.total_steps:
                     logger.episodes(self.step, new)
                     logger.scalars(self.step, {**out, **perf, "perf/steps_per_s": added / (time.time() - t0),

@@ -45,6 +45,22 @@ def test_train_end_to_end_writes_config_checkpoint_and_tensorboard(tmp_path):
     assert "resumed from step_000000001152.pt at step 1,152" in r2.stdout
 
 
+def test_train_with_surgery_logs_diagnostics(tmp_path):
+    run = tmp_path / "surgery"
+    r = mtrl("train", "envs/reach4.yaml", "agents/mtsac-pcgrad.yaml", "total_steps=600", "sac.hidden=[32,32]",
+             "sac.learning_starts=200", "sac.collect_steps=25", "eval_every=600", "eval_episodes=1",
+             "diagnostics_every=5", f"run_dir={run}")
+    assert r.returncode == 0, r.stderr
+    assert "eval at step 600" in r.stdout
+    ea = EventAccumulator(str(run))
+    ea.Reload()
+    assert {"diag/critic/cosine", "diag/actor/cosine"} <= set(ea.Tags()["images"])
+    tags = set(ea.Tags()["scalars"])
+    for tag in ["diag/critic/conflict_fraction", "diag/actor/condition_number", "diag/critic/grad_norm/reach-v3",
+                "eval/success/mean", "sac/alpha/drawer-close-v3", "loss/critic/window-open-v3"]:
+        assert tag in tags, sorted(tags)
+
+
 def test_train_with_two_ray_runners(tmp_path):
     run = tmp_path / "ray"
     r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", "total_steps=600", "ppo.num_steps=50",
@@ -62,6 +78,7 @@ def test_train_with_two_ray_runners(tmp_path):
     (["ppo.lr=abc"], "bad value for 'ppo.lr'"),
     (["algo=mtppx"], "unknown algo 'mtppx'; valid algorithms: 'mtppo'"),
     (["ppo.heads=many"], "unknown ppo.heads 'many'; valid choices: 'single', 'multi'"),
+    (["surgery=pcgard"], "unknown surgery method 'pcgard'; valid methods: 'mean'"),
 ])
 def test_bad_input_one_line_error(tmp_path, args, needle):
     r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", *args, f"run_dir={tmp_path / 'x'}")

@@ -46,6 +46,7 @@ class TaskHeads(nn.Module):
             nn.init.orthogonal_(w[k], gain)
         self.weight = nn.Parameter(w.reshape(num_heads * out_dim, in_dim).T.contiguous())
         self.bias = nn.Parameter(torch.zeros(num_heads * out_dim))
+        self.task_specific = num_heads > 1  # gradient surgery: each task updates only its head
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         y = torch.addmm(self.bias, x, self.weight)
@@ -84,6 +85,12 @@ class ActorCritic(nn.Module):
         self.critic_head = TaskHeads(hidden[-1], 1, n_heads, gain=1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((n_heads, act_dim), -0.5))
+            self.task_specific_params = ("log_std",) if n_heads > 1 else ()
+
+    def forward(self, obs: torch.Tensor, task_ids: torch.Tensor, actions: torch.Tensor):
+        """``(log pi(a|s), entropy, V(s))`` per row: the training-time evaluation of a batch."""
+        logp, ent = self.log_prob_entropy(self.dist(obs, task_ids), actions)
+        return logp, ent, self.value(obs, task_ids)
 
     def value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """State value ``V(s)`` per row, shape ``[B]``."""

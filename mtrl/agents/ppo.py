@@ -24,6 +24,9 @@ import torch
 
 from mtrl.agents.losses import mean_of_present, per_task_mean
 from mtrl.agents.networks import ActorCritic
+from mtrl.surgery import get as get_surgery
+from mtrl.surgery.apply import SurgeryStep
+from mtrl.surgery.jacobian import group_by_task
 
 
 @dataclass
@@ -44,6 +47,22 @@ class PPOConfig:
     heads: str = "single"  # single | multi
     adv_norm: str = "batch"  # batch | task | none
     anneal_lr: bool = False
+
+
+def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
+    """PPO's per-sample loss and its parts ``(l, pg, vl)``."""
+    ratio = (logp - old_logp).exp()
+    pg = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
+    vl = 0.5 * (v - ret) ** 2
+    return pg + cfg.vf_coef * vl - cfg.ent_coef * ent, pg, vl, ratio
+
+
+def _ppo_task_loss(call, tb, cfg: PPOConfig) -> torch.Tensor:
+    """One task's (masked) PPO loss for the vmapped per-task gradients."""
+    logp, ent, v = call(tb["obs"], tb["tids"], tb["acts"])
+    per_sample = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg)[0]
+    m = tb["mask"]
+    return (per_sample * m).sum() / m.sum().clamp_min(1.0)
 
 
 def compute_gae(rollout: dict[str, np.ndarray], gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +88,8 @@ class MTPPO:
     name = "mtppo"
     on_policy = True
 
-    def __init__(self, cfg: PPOConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0):
+    def __init__(self, cfg: PPOConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0,
+                 surgery: str = "mean", surgery_args: dict | None = None, diagnostics_every: int = 0):
         if cfg.heads not in ("single", "multi"):
             raise ValueError(f"ppo.heads must be 'single' or 'multi', got {cfg.heads!r}")
         if cfg.adv_norm not in ("batch", "task", "none"):
@@ -84,6 +104,7 @@ class MTPPO:
         self.gen = torch.Generator().manual_seed(seed + 12345)
         self.updates = 0
         self.nan_skips = 0
+        self.surgery = SurgeryStep(self.net, get_surgery(surgery, **dict(surgery_args or {})), diagnostics_every)
 
     @property
     def policy(self) -> ActorCritic:
@@ -95,13 +116,14 @@ class MTPPO:
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
-                "updates": self.updates, "nan_skips": self.nan_skips}
+                "updates": self.updates, "nan_skips": self.nan_skips, "surgery": self.surgery.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.gen.set_state(state["gen"])
         self.updates, self.nan_skips = state["updates"], state["nan_skips"]
+        self.surgery.load_state_dict(state["surgery"])
 
     def _normalise(self, adv: torch.Tensor, tids: torch.Tensor) -> torch.Tensor:
         if self.cfg.adv_norm == "none":
@@ -128,20 +150,16 @@ class MTPPO:
         B = obs.shape[0]
         mb = max(B // cfg.minibatches, 1)
         sums: dict[str, torch.Tensor] = {}
+        extras: dict[str, Any] = {}
         n_mb = 0
         for _ in range(cfg.epochs):
             perm = torch.randperm(B, generator=self.gen)
             for start in range(0, B - mb + 1, mb):
                 idx = perm[start:start + mb]
                 t = tids[idx]
-                d = self.net.dist(obs[idx], t)
-                logp, ent = self.net.log_prob_entropy(d, acts[idx])
-                v = self.net.value(obs[idx], t)
+                logp, ent, v = self.net(obs[idx], t, acts[idx])
                 a = self._normalise(adv_t[idx], t)
-                ratio = (logp - old_logp[idx]).exp()
-                pg = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a)
-                vl = 0.5 * (v - ret_t[idx]) ** 2
-                per_sample = pg + cfg.vf_coef * vl - cfg.ent_coef * ent
+                per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, old_logp[idx], a, ret_t[idx], cfg)
                 task_loss, present = per_task_mean(per_sample, t, self.num_tasks)
                 loss = mean_of_present(task_loss, present)
                 if not torch.isfinite(loss):
@@ -149,7 +167,15 @@ class MTPPO:
                     warnings.warn(f"non-finite PPO loss at update {self.updates}; minibatch skipped", stacklevel=2)
                     continue
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if self.surgery.active():
+                    rows, mask = group_by_task(t, self.num_tasks)
+                    tb = {"obs": obs[idx][rows], "tids": t[rows], "acts": acts[idx][rows],
+                          "old_logp": old_logp[idx][rows], "adv": a.detach()[rows], "ret": ret_t[idx][rows],
+                          "mask": mask.float()}
+                    surgery_out = self.surgery(_ppo_task_loss, tb, task_loss.detach(), (cfg,))
+                else:
+                    loss.backward()
+                    surgery_out = {}
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
                 self.opt.step()
                 with torch.no_grad():
@@ -164,8 +190,10 @@ class MTPPO:
                 for k, val in stats.items():
                     sums[k] = sums.get(k, 0) + val
                 n_mb += 1
+                extras.update(surgery_out)
         self.updates += 1
         out: dict[str, Any] = {k: (v / max(n_mb, 1)).numpy() for k, v in sums.items()}
+        out.update(extras)  # surgery stats and diagnostics of the last minibatch
         out["ppo/lr"] = self.opt.param_groups[0]["lr"]
         out["ppo/nan_skips"] = self.nan_skips
         var_y = float(np.var(ret))

@@ -27,6 +27,8 @@ import torch
 
 from mtrl.agents.losses import per_task_mean
 from mtrl.agents.sac_networks import TanhGaussianActor, TwinQ
+from mtrl.surgery import get as get_surgery
+from mtrl.surgery.apply import SurgeryStep
 
 
 @dataclass
@@ -53,13 +55,27 @@ class SACConfig:
     save_buffer: bool = False  # write the replay buffer next to each checkpoint
 
 
+def _critic_task_loss(call, tb) -> torch.Tensor:
+    """One task's critic loss (for the vmapped per-task gradients)."""
+    q = call(tb["obs"], tb["act"], tb["tids"])
+    return (0.5 * (q - tb["y"]).pow(2).sum(0)).mean()
+
+
+def _actor_task_loss(call, tb, critic_fn) -> torch.Tensor:
+    """One task's actor loss with the critic held fixed."""
+    a, logp = call(tb["obs"], tb["tids"], eps=tb["eps"])
+    q = critic_fn(tb["obs"], a, tb["tids"]).min(0).values
+    return (tb["alpha"] * logp - q).mean()
+
+
 class MTSAC:
     """Multi-task SAC learner; runners hold a CPU copy of the actor (:meth:`policy_state`)."""
 
     name = "mtsac"
     on_policy = False
 
-    def __init__(self, cfg: SACConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0):
+    def __init__(self, cfg: SACConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0,
+                 surgery: str = "mean", surgery_args: dict | None = None, diagnostics_every: int = 0):
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError(f"MT-SAC needs continuous (Box) actions, got {action_space}; use mtppo")
         if not (np.all(action_space.low == -1) and np.all(action_space.high == 1)):
@@ -87,6 +103,10 @@ class MTSAC:
         self.gen = torch.Generator().manual_seed(seed + 4242)
         self.updates = 0
         self.nan_skips = 0
+        args = dict(surgery_args or {})
+        # one aggregator per loss: stateful methods (momentum, loss history) must not mix them
+        self.critic_surgery = SurgeryStep(self.critic, get_surgery(surgery, **args), diagnostics_every)
+        self.actor_surgery = SurgeryStep(self.actor, get_surgery(surgery, **args), diagnostics_every)
 
     @property
     def policy(self) -> TanhGaussianActor:
@@ -100,7 +120,8 @@ class MTSAC:
                 "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
                 "alpha_opt": self.alpha_opt.state_dict(), "gen": self.gen.get_state(),
-                "updates": self.updates, "nan_skips": self.nan_skips}
+                "updates": self.updates, "nan_skips": self.nan_skips,
+                "critic_surgery": self.critic_surgery.state_dict(), "actor_surgery": self.actor_surgery.state_dict()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.actor.load_state_dict(s["actor"])
@@ -113,6 +134,8 @@ class MTSAC:
         self.alpha_opt.load_state_dict(s["alpha_opt"])
         self.gen.set_state(s["gen"])
         self.updates, self.nan_skips = s["updates"], s["nan_skips"]
+        self.critic_surgery.load_state_dict(s["critic_surgery"])
+        self.actor_surgery.load_state_dict(s["actor_surgery"])
 
     def _skip(self, what: str) -> None:
         self.nan_skips += 1
@@ -141,13 +164,19 @@ class MTSAC:
             self._skip("critic")
             return {"sac/nan_skips": self.nan_skips}
         self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        n = self.per_task
+        if self.critic_surgery.active():
+            tb = {"obs": obs.view(T, n, -1), "act": act.view(T, n, -1), "tids": tids.view(T, n), "y": y.view(T, n)}
+            out.update(_prefixed("critic", self.critic_surgery(_critic_task_loss, tb, critic_task.detach())))
+        else:
+            critic_loss.backward()
         self.critic_opt.step()
         out["loss/critic"] = critic_task.detach().numpy()
         out["sac/q"] = per_task_mean(q.detach().mean(0), tids, T)[0].numpy()
 
         if self.updates % cfg.actor_update_freq == 0:
-            a, logp = self.actor(obs, tids, self.gen)
+            eps = torch.randn((obs.shape[0], self.act_dim), generator=self.gen)
+            a, logp = self.actor(obs, tids, eps=eps)
             q_pi = self.critic(obs, a, tids).min(0).values
             actor_task, _ = per_task_mean(alpha[tids] * logp - q_pi, tids, T)
             alpha_task, _ = per_task_mean(-self.log_alpha[tids] * (logp.detach() + self.target_entropy), tids, T)
@@ -156,7 +185,18 @@ class MTSAC:
                 self._skip("actor/alpha")
             else:
                 self.actor_opt.zero_grad(set_to_none=True)
-                actor_loss.backward(inputs=list(self.actor.parameters()))  # no critic weight grads
+                if self.actor_surgery.active():
+                    fixed = {k: v.detach() for k, v in self.critic.state_dict().items()}
+
+                    def critic_fn(o, a_, t_):
+                        return torch.func.functional_call(self.critic, fixed, (o, a_, t_))
+
+                    tb = {"obs": obs.view(T, n, -1), "tids": tids.view(T, n), "eps": eps.view(T, n, -1),
+                          "alpha": alpha[tids].view(T, n)}
+                    out.update(_prefixed("actor", self.actor_surgery(_actor_task_loss, tb, actor_task.detach(),
+                                                                     (critic_fn,))))
+                else:
+                    actor_loss.backward(inputs=list(self.actor.parameters()))  # no critic weight grads
                 self.actor_opt.step()
                 self.alpha_opt.zero_grad(set_to_none=True)
                 alpha_loss.backward()
@@ -171,3 +211,14 @@ class MTSAC:
         out["sac/alpha"] = self.log_alpha.detach().exp().numpy()
         out["sac/nan_skips"] = self.nan_skips
         return out
+
+
+def _prefixed(loss: str, stats: dict[str, Any]) -> dict[str, Any]:
+    """``surgery/x`` -> ``surgery/<loss>/x``; diagnostics under ``_diagnostics/<loss>``."""
+    out: dict[str, Any] = {}
+    for k, v in stats.items():
+        if k == "_diagnostics":
+            out[f"_diagnostics/{loss}"] = v
+        else:
+            out[k.replace("surgery/", f"surgery/{loss}/", 1)] = v
+    return out

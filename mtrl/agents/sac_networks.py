@@ -41,6 +41,7 @@ class TwinQ(nn.Module):
         self.layers = nn.ModuleList(EnsembleLinear(2, a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.num_heads = num_tasks if heads == "multi" else 1
         self.head = EnsembleLinear(2, dims[-1], self.num_heads)
+        self.head.task_specific = heads == "multi"
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         h = torch.cat([obs, act], -1).unsqueeze(0).expand(2, -1, -1)
@@ -75,11 +76,15 @@ class TanhGaussianActor(nn.Module):
         self.act_dim = act_dim
 
     def forward(self, obs: torch.Tensor, task_ids: torch.Tensor, generator: torch.Generator | None = None,
-                deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample ``(action, log_prob)``; deterministic gives ``tanh(mu)`` and its log-density."""
+                deterministic: bool = False, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``(action, log_prob)``; deterministic gives ``tanh(mu)`` and its log-density.
+
+        ``eps`` (standard normal noise) may be given, e.g. to vmap the actor over tasks.
+        """
         mu, log_std = self.head(self.trunk(obs), task_ids).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
-        eps = torch.zeros_like(mu) if deterministic else torch.randn(mu.shape, generator=generator)
+        if eps is None:
+            eps = torch.zeros_like(mu) if deterministic else torch.randn(mu.shape, generator=generator)
         u = mu + log_std.exp() * eps
         a = torch.tanh(u)
         logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

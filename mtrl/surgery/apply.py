@@ -1,0 +1,78 @@
+"""Plugging surgery into a learner: per-task gradients of one loss -> aggregator -> ``.grad``.
+
+Shared parameters get the aggregated direction; task-specific parameters (per-task heads,
+flagged ``task_specific = True`` on their module) get only their own task's gradient, at the
+same scale as the mean (``(1/T) dL_t/dtheta_t``). With ``surgery: mean`` and no diagnostics
+due, learners keep the plain ``loss.mean().backward()`` path (no Jacobian needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtrl.surgery.base import Aggregator
+from mtrl.surgery.diagnostics import diagnostics
+from mtrl.surgery.jacobian import flatten_grads, per_task_grads
+from mtrl.surgery.mean import Mean
+
+
+def task_specific_names(module: nn.Module) -> set[str]:
+    """Names of parameters owned by submodules flagged ``task_specific`` (or named in ``task_specific_params``)."""
+    out: set[str] = set()
+    for mname, m in module.named_modules():
+        prefix = f"{mname}." if mname else ""
+        if getattr(m, "task_specific", False):
+            out.update(prefix + n for n, _ in m.named_parameters(recurse=False))
+        for n in getattr(m, "task_specific_params", ()):
+            out.add(prefix + n)
+    return out
+
+
+class SurgeryStep:
+    """Per-task gradients of ``module`` for one loss, combined by ``aggregator``."""
+
+    def __init__(self, module: nn.Module, aggregator: Aggregator, diagnostics_every: int = 0):
+        self.module, self.agg, self.diag_every = module, aggregator, diagnostics_every
+        specific = task_specific_names(module)
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        self.shared = [n for n, _ in named if n not in specific]
+        self.specific = [n for n, _ in named if n in specific]
+        self.params = dict(named)
+        self.calls = 0
+
+    def active(self) -> bool:
+        """Whether the next call needs the Jacobian (surgery, or diagnostics due)."""
+        return not isinstance(self.agg, Mean) or (self.diag_every > 0 and self.calls % self.diag_every == 0)
+
+    def __call__(self, task_loss: Callable, batch: dict[str, torch.Tensor], losses: torch.Tensor | None,
+                 extra: tuple = ()) -> dict[str, Any]:
+        """Compute per-task grads, write ``.grad``; returns diagnostics when due (else {})."""
+        diag_due = self.diag_every > 0 and self.calls % self.diag_every == 0
+        self.calls += 1
+        grads = per_task_grads(self.module, self.shared + self.specific, task_loss, batch, extra)
+        G = flatten_grads(grads, self.shared)
+        d = self.agg(G, losses if self.agg.needs_losses else None)
+        offset = 0
+        for n in self.shared:
+            p = self.params[n]
+            k = p.numel()
+            p.grad = d[offset:offset + k].view_as(p).clone()
+            offset += k
+        for n in self.specific:
+            p = self.params[n]
+            p.grad = torch.nan_to_num(grads[n]).mean(0)
+        out: dict[str, Any] = dict(self.agg.stats())
+        if diag_due:
+            out["_diagnostics"] = diagnostics(G)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"agg": self.agg.state_dict(), "calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agg.load_state_dict(state["agg"])
+        self.calls = state["calls"]
