@@ -78,3 +78,26 @@ def test_too_many_runners_is_a_clear_error(ray_cluster):
         RunnerPool(ENV, probe.total_slots, agent.policy_spec, runners=4, seed=0)
     with pytest.raises(MtrlError, match="more than the 6 env slots"):
         RunnerPool(ENV, probe.total_slots, agent.policy_spec, runners=7, seed=0)
+
+
+def test_off_policy_collection_on_ray_matches_in_process(ray_cluster):
+    from mtrl.agents import MTSAC, SACConfig
+
+    kw = dict(taskset="metaworld/MT1:reach-v3", envs_per_task=2, seed=1, max_episode_steps=20)
+    probe = make(**kw)
+    agent = MTSAC(SACConfig(hidden=[16]), probe.obs_dim, probe.num_tasks, probe.single_action_space)
+    local = RunnerPool(kw, probe.total_slots, agent.policy_spec, runners=0, seed=4)
+    remote = RunnerPool(kw, probe.total_slots, agent.policy_spec, runners=1, seed=4)
+    w = agent.policy_state()
+    a = local.wait(local.collect_async(30, w))
+    handle = remote.collect_async(30, w)  # runs while the caller is free to update
+    b = remote.wait(handle)
+    _assert_same(a, b)
+    assert a["obs"].shape == (60, probe.obs_dim) and len(a["episodes"]["r"]) == 2  # 20-step episodes
+    ended = np.flatnonzero(np.arange(60) // 2 == 19)  # rows of step 20: both slots end their episode
+    # next_obs is the episode's real last observation, not the next episode's first one
+    assert not np.allclose(a["next_obs"][ended], a["obs"][ended + 2])
+    np.testing.assert_array_equal(a["next_obs"][:38], a["obs"][2:40])  # within an episode: s' = next s
+    assert np.all(a["terminated"] == 0)  # time-limit truncation is not termination
+    local.close()
+    remote.close()

@@ -260,3 +260,24 @@ def test_every_method_runs_in_mtsac_and_mtppo(name):
           "bootstrap": np.zeros((S_, N), np.float32), "last_values": np.zeros(N, np.float32)}
     out = ppo.update(ro)
     assert "_diagnostics" in out and np.isfinite(out["loss/task"]).all()
+
+
+def test_loop_jacobian_gives_the_same_update_as_vmap():
+    import copy
+
+    import gymnasium as gym
+
+    from mtrl.agents import MTSAC, SACConfig
+
+    a = MTSAC(SACConfig(hidden=[16, 16], batch_per_task=4), 5, 2, gym.spaces.Box(-1, 1, (2,), np.float32),
+              surgery="pcgrad")
+    b = copy.deepcopy(a)
+    b.critic_surgery.jacobian = b.actor_surgery.jacobian = "loop"
+    r = np.random.default_rng(0)
+    batch = {"obs": r.normal(size=(8, 5)).astype(np.float32), "actions": r.uniform(-1, 1, (8, 2)).astype(np.float32),
+             "rewards": r.normal(size=8).astype(np.float32), "next_obs": r.normal(size=(8, 5)).astype(np.float32),
+             "terminated": np.zeros(8, np.float32), "task_ids": np.repeat(np.arange(2), 4)}
+    a.update(batch)
+    b.update(batch)
+    for (k, p), q in zip(a.actor.named_parameters(), b.actor.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=k)

@@ -69,14 +69,21 @@ def _metaworld_goals(env_name: str, goal_observable: bool, seed: int) -> tuple[A
 
 
 class MetaWorldSuccess(gym.Wrapper):
-    """Casts the observation to float32; Meta-World already reports ``info["success"]``."""
+    """Casts the observation to float32; Meta-World already reports ``info["success"]``.
+
+    Seeding: metaworld's ``RandomTaskSelectWrapper`` draws the goal *before* passing the seed
+    on, i.e. from an unseeded generator on the first ``reset(seed=...)``. This wrapper seeds
+    the env's generator first, so the first goal (and everything after) is reproducible.
+    """
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (METAWORLD_OBS_DIM,), np.float32)
 
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self.env.unwrapped.np_random = np.random.default_rng(seed)
+        obs, info = self.env.reset(seed=seed, options=options)
         return obs.astype(np.float32), info
 
     def step(self, action):

@@ -16,7 +16,7 @@ from torch import nn
 
 from mtrl.surgery.base import Aggregator
 from mtrl.surgery.diagnostics import diagnostics
-from mtrl.surgery.jacobian import flatten_grads, per_task_grads
+from mtrl.surgery.jacobian import flatten_grads, naive_per_task_grads, per_task_grads
 from mtrl.surgery.mean import Mean
 
 
@@ -35,8 +35,11 @@ def task_specific_names(module: nn.Module) -> set[str]:
 class SurgeryStep:
     """Per-task gradients of ``module`` for one loss, combined by ``aggregator``."""
 
-    def __init__(self, module: nn.Module, aggregator: Aggregator, diagnostics_every: int = 0):
-        self.module, self.agg, self.diag_every = module, aggregator, diagnostics_every
+    def __init__(self, module: nn.Module, aggregator: Aggregator, diagnostics_every: int = 0,
+                 jacobian: str = "vmap"):
+        if jacobian not in ("vmap", "loop"):
+            raise ValueError(f"jacobian must be 'vmap' or 'loop', got {jacobian!r}")
+        self.module, self.agg, self.diag_every, self.jacobian = module, aggregator, diagnostics_every, jacobian
         specific = task_specific_names(module)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         self.shared = [n for n, _ in named if n not in specific]
@@ -53,7 +56,19 @@ class SurgeryStep:
         """Compute per-task grads, write ``.grad``; returns diagnostics when due (else {})."""
         diag_due = self.diag_every > 0 and self.calls % self.diag_every == 0
         self.calls += 1
-        grads = per_task_grads(self.module, self.shared + self.specific, task_loss, batch, extra)
+        names = self.shared + self.specific
+        if self.jacobian == "vmap":
+            grads = per_task_grads(self.module, names, task_loss, batch, extra)
+        else:  # T backward passes through one graph: the slow reference path (benchmarks, vmap fallback)
+            T = next(iter(batch.values())).shape[0]
+            losses_t = torch.stack([task_loss(self.module, {k: v[t] for k, v in batch.items()}, *extra)
+                                    for t in range(T)])
+            rows = naive_per_task_grads(losses_t, [self.params[n] for n in names])
+            grads, off = {}, 0
+            for n in names:
+                k = self.params[n].numel()
+                grads[n] = rows[:, off:off + k].view(T, *self.params[n].shape)
+                off += k
         G = flatten_grads(grads, self.shared)
         d = self.agg(G, losses if self.agg.needs_losses else None)
         offset = 0
