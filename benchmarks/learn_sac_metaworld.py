@@ -7,7 +7,9 @@ runs' ``eval_history.jsonl``, writes ``<out>/sac_reach4.json`` and ``<out>/sac_r
 (per-task success: mean over seeds and each seed) and prints the JSON.
 
 Usage: ``python benchmarks/learn_sac_metaworld.py [--steps 400000] [--seeds 0 1 2] [--parallel 2]
-[--out benchmarks/results] [-- extra key=value overrides]``.
+[--agent agents/mtsac.yaml] [--label mtsac] [--out benchmarks/results] [-- extra key=value overrides]``.
+With ``--agent agents/mtsac-pcgrad.yaml --label pcgrad`` (etc.) it gives the gradient-surgery
+learning comparison on the same subset; outputs are named ``<label>_reach4.{json,png}``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=20_000)
     ap.add_argument("--eval-episodes", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--agent", default="agents/mtsac.yaml", help="agent preset (e.g. agents/mtsac-pcgrad.yaml)")
+    ap.add_argument("--label", default="sac", help="names the runs and outputs")
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = ap.parse_args()
     runs_dir = args.out / "runs"
@@ -40,8 +44,8 @@ def main() -> None:
     while pending or procs:
         while pending and len(procs) < args.parallel:
             s = pending.pop(0)
-            run_dir = runs_dir / f"mtsac_reach4_s{s}_{int(time.time())}"
-            cmd = [sys.executable, "-m", "mtrl.cli", "train", "envs/reach4.yaml", "agents/mtsac.yaml",
+            run_dir = runs_dir / f"{args.label}_reach4_s{s}_{int(time.time())}"
+            cmd = [sys.executable, "-m", "mtrl.cli", "train", "envs/reach4.yaml", args.agent,
                    f"total_steps={args.steps}", f"seed={s}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
                    f"eval_episodes={args.eval_episodes}", "checkpoint_every=0", "log_every=20", *args.overrides]
             log = open(run_dir.with_suffix(".log"), "w")
@@ -57,7 +61,7 @@ def main() -> None:
                 print(f"seed {s} done in {walls[s]:.0f} s", flush=True)
     histories = {}
     for s in args.seeds:
-        run_dir = sorted(p for p in runs_dir.glob(f"mtsac_reach4_s{s}_*") if p.is_dir())[-1]
+        run_dir = sorted(p for p in runs_dir.glob(f"{args.label}_reach4_s{s}_*") if p.is_dir())[-1]
         histories[s] = [json.loads(line) for line in (run_dir / "eval_history.jsonl").read_text().splitlines()]
     tasks = list(histories[args.seeds[0]][0]["success"])
     steps = [h["step"] for h in histories[args.seeds[0]]]
@@ -65,7 +69,7 @@ def main() -> None:
     mean_curve = np.mean([per_task[t] for t in tasks], axis=0)  # [seeds, evals]
     final = {t: float(per_task[t][:, -1].mean()) for t in tasks}
     result = {
-        "taskset": "metaworld/reach4", "algo": "mtsac", "seeds": args.seeds, "steps_per_seed": args.steps,
+        "taskset": "metaworld/reach4", "agent": args.agent, "seeds": args.seeds, "steps_per_seed": args.steps,
         "overrides": args.overrides, "eval_episodes_per_task": args.eval_episodes,
         "wall_s_per_seed": {str(s): round(w) for s, w in walls.items()}, "parallel": args.parallel,
         "final_success_per_task_mean_over_seeds": final,
@@ -74,12 +78,12 @@ def main() -> None:
         "best_mean_success_over_evals": round(float(mean_curve.mean(0).max()), 3),
         "eval_steps": steps, "mean_curve_over_seeds": np.round(mean_curve.mean(0), 3).tolist(),
     }
-    (args.out / "sac_reach4.json").write_text(json.dumps(result, indent=2))
-    plot(steps, per_task, mean_curve, args.seeds, args.out / "sac_reach4.png")
+    (args.out / f"{args.label}_reach4.json").write_text(json.dumps(result, indent=2))
+    plot(steps, per_task, mean_curve, args.seeds, args.out / f"{args.label}_reach4.png", args.label)
     print(json.dumps(result, indent=2))
 
 
-def plot(steps, per_task, mean_curve, seeds, path: Path) -> None:
+def plot(steps, per_task, mean_curve, seeds, path: Path, label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +104,7 @@ def plot(steps, per_task, mean_curve, seeds, path: Path) -> None:
     ax.plot(x, mean_curve.mean(0), lw=2, color="k", label="mean")
     ax.set(title="mean over tasks", xlabel="env steps per task")
     ax.legend(fontsize=7)
-    fig.suptitle(f"MT-SAC on Meta-World reach4 ({len(seeds)} seeds; thin: seeds, black: mean)")
+    fig.suptitle(f"{label} on Meta-World reach4 ({len(seeds)} seeds; thin: seeds, black: mean)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

@@ -161,15 +161,16 @@ def test_vmap_per_task_grads_equal_naive_loop_and_heads_stay_separate():
     y = torch.randn(T, n)
 
     def task_loss(call, tb):
-        return (0.5 * (call(tb["obs"], tb["act"], tb["tids"]) - tb["y"]).pow(2).sum(0)).mean()
+        return (0.5 * (call(tb["obs"], tb["act"], tb["tids"]) - tb["y"]).pow(2).sum(0)).mean(), {}
 
     names = [k for k, _ in net.named_parameters()]
-    grads = per_task_grads(net, names, task_loss, {"obs": obs, "act": act, "tids": tids, "y": y})
+    grads, task_losses, _ = per_task_grads(net, names, task_loss, {"obs": obs, "act": act, "tids": tids, "y": y})
     fast = flatten_grads(grads, names)
     q = net(obs.view(-1, D), act.view(-1, A), tids.view(-1))
     losses = (0.5 * (q - y.view(-1)).pow(2).sum(0)).view(T, n).mean(1)
     slow = naive_per_task_grads(losses, list(net.parameters()))
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(task_losses, losses.detach())
     head = grads["head.weight"]  # [T, 2, in, heads]: task t's gradient touches only column t
     for t in range(T):
         others = [k for k in range(T) if k != t]
@@ -185,11 +186,12 @@ def test_surgery_step_writes_grads():
     tgt = torch.stack([torch.ones(4), -torch.ones(4)])  # opposite targets: conflicting tasks
 
     def task_loss(call, tb):
-        return (call(tb["x"]).squeeze(-1) - tb["y"]).pow(2).mean()
+        return (call(tb["x"]).squeeze(-1) - tb["y"]).pow(2).mean(), {}
 
-    out = step(task_loss, {"x": x, "y": tgt}, None)
+    out = step(task_loss, {"x": x, "y": tgt})
     assert net.weight.grad is not None and torch.isfinite(net.weight.grad).all()
-    diag = out["_diagnostics"]
+    assert out["losses"].shape == (2,)
+    diag = out["stats"]["_diagnostics"]
     assert diag["cosine"].shape == (2, 2) and 0 <= diag["conflict_fraction"] <= 1 and diag["grad_norm"].shape == (2,)
 
 

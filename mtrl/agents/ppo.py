@@ -62,7 +62,7 @@ def _ppo_task_loss(call, tb, cfg: PPOConfig) -> torch.Tensor:
     logp, ent, v = call(tb["obs"], tb["tids"], tb["acts"])
     per_sample = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg)[0]
     m = tb["mask"]
-    return (per_sample * m).sum() / m.sum().clamp_min(1.0)
+    return (per_sample * m).sum() / m.sum().clamp_min(1.0), {}
 
 
 def compute_gae(rollout: dict[str, np.ndarray], gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +172,7 @@ class MTPPO:
                     tb = {"obs": obs[idx][rows], "tids": t[rows], "acts": acts[idx][rows],
                           "old_logp": old_logp[idx][rows], "adv": a.detach()[rows], "ret": ret_t[idx][rows],
                           "mask": mask.float()}
-                    surgery_out = self.surgery(_ppo_task_loss, tb, task_loss.detach(), (cfg,))
+                    surgery_out = self.surgery(_ppo_task_loss, tb, (cfg,))["stats"]
                 else:
                     loss.backward()
                     surgery_out = {}

@@ -55,17 +55,17 @@ class SACConfig:
     save_buffer: bool = False  # write the replay buffer next to each checkpoint
 
 
-def _critic_task_loss(call, tb) -> torch.Tensor:
-    """One task's critic loss (for the vmapped per-task gradients)."""
+def _critic_task_loss(call, tb):
+    """One task's critic loss (for the vmapped per-task gradients) and its mean Q."""
     q = call(tb["obs"], tb["act"], tb["tids"])
-    return (0.5 * (q - tb["y"]).pow(2).sum(0)).mean()
+    return (0.5 * (q - tb["y"]).pow(2).sum(0)).mean(), {"q": q.mean()}
 
 
-def _actor_task_loss(call, tb, critic_fn) -> torch.Tensor:
-    """One task's actor loss with the critic held fixed."""
+def _actor_task_loss(call, tb, critic_fn):
+    """One task's actor loss with the critic held fixed, and its log-probabilities."""
     a, logp = call(tb["obs"], tb["tids"], eps=tb["eps"])
     q = critic_fn(tb["obs"], a, tb["tids"]).min(0).values
-    return (tb["alpha"] * logp - q).mean()
+    return (tb["alpha"] * logp - q).mean(), {"logp": logp}
 
 
 class MTSAC:
@@ -156,54 +156,11 @@ class MTSAC:
             na, nlogp = self.actor(nobs, tids, self.gen)
             q_next = self.critic_target(nobs, na, tids).min(0).values - alpha[tids] * nlogp
             y = rew + cfg.gamma * (1.0 - done) * q_next
-        q = self.critic(obs, act, tids)
-        critic_task, _ = per_task_mean(0.5 * (q - y).pow(2).sum(0), tids, T)
-        critic_loss = critic_task.mean()
         self.updates += 1
-        if not torch.isfinite(critic_loss):
-            self._skip("critic")
+        if not self._critic_step(obs, act, tids, y, out):
             return {"sac/nan_skips": self.nan_skips}
-        self.critic_opt.zero_grad(set_to_none=True)
-        n = self.per_task
-        if self.critic_surgery.active():
-            tb = {"obs": obs.view(T, n, -1), "act": act.view(T, n, -1), "tids": tids.view(T, n), "y": y.view(T, n)}
-            out.update(_prefixed("critic", self.critic_surgery(_critic_task_loss, tb, critic_task.detach())))
-        else:
-            critic_loss.backward()
-        self.critic_opt.step()
-        out["loss/critic"] = critic_task.detach().numpy()
-        out["sac/q"] = per_task_mean(q.detach().mean(0), tids, T)[0].numpy()
-
         if self.updates % cfg.actor_update_freq == 0:
-            eps = torch.randn((obs.shape[0], self.act_dim), generator=self.gen)
-            a, logp = self.actor(obs, tids, eps=eps)
-            q_pi = self.critic(obs, a, tids).min(0).values
-            actor_task, _ = per_task_mean(alpha[tids] * logp - q_pi, tids, T)
-            alpha_task, _ = per_task_mean(-self.log_alpha[tids] * (logp.detach() + self.target_entropy), tids, T)
-            actor_loss, alpha_loss = actor_task.mean(), alpha_task.sum()
-            if not (torch.isfinite(actor_loss) and torch.isfinite(alpha_loss)):
-                self._skip("actor/alpha")
-            else:
-                self.actor_opt.zero_grad(set_to_none=True)
-                if self.actor_surgery.active():
-                    fixed = {k: v.detach() for k, v in self.critic.state_dict().items()}
-
-                    def critic_fn(o, a_, t_):
-                        return torch.func.functional_call(self.critic, fixed, (o, a_, t_))
-
-                    tb = {"obs": obs.view(T, n, -1), "tids": tids.view(T, n), "eps": eps.view(T, n, -1),
-                          "alpha": alpha[tids].view(T, n)}
-                    out.update(_prefixed("actor", self.actor_surgery(_actor_task_loss, tb, actor_task.detach(),
-                                                                     (critic_fn,))))
-                else:
-                    actor_loss.backward(inputs=list(self.actor.parameters()))  # no critic weight grads
-                self.actor_opt.step()
-                self.alpha_opt.zero_grad(set_to_none=True)
-                alpha_loss.backward()
-                self.alpha_opt.step()
-                out["loss/actor"] = actor_task.detach().numpy()
-                out["loss/alpha"] = alpha_task.detach().numpy()
-                out["sac/entropy"] = per_task_mean(-logp.detach(), tids, T)[0].numpy()
+            self._actor_step(obs, tids, alpha, out)
         if self.updates % cfg.target_update_freq == 0:
             with torch.no_grad():
                 tp, p = list(self.critic_target.parameters()), list(self.critic.parameters())
@@ -211,6 +168,69 @@ class MTSAC:
         out["sac/alpha"] = self.log_alpha.detach().exp().numpy()
         out["sac/nan_skips"] = self.nan_skips
         return out
+
+    def _critic_step(self, obs, act, tids, y, out: dict[str, Any]) -> bool:
+        """Critic update (plain backward, or per-task gradients + surgery); False if skipped (NaN)."""
+        T, n = self.num_tasks, self.per_task
+        self.critic_opt.zero_grad(set_to_none=True)
+        if self.critic_surgery.active():
+            tb = {"obs": obs.view(T, n, -1), "act": act.view(T, n, -1), "tids": tids.view(T, n), "y": y.view(T, n)}
+            res = self.critic_surgery(_critic_task_loss, tb)
+            critic_task, q_task = res["losses"], res["aux"]["q"]
+            out.update(_prefixed("critic", res["stats"]))
+            ok = bool(torch.isfinite(critic_task).all())
+        else:
+            q = self.critic(obs, act, tids)
+            critic_task, _ = per_task_mean(0.5 * (q - y).pow(2).sum(0), tids, T)
+            q_task = per_task_mean(q.detach().mean(0), tids, T)[0]
+            ok = bool(torch.isfinite(critic_task).all())
+            if ok:
+                critic_task.mean().backward()
+        if not ok:
+            self.critic_opt.zero_grad(set_to_none=True)
+            self._skip("critic")
+            return False
+        self.critic_opt.step()
+        out["loss/critic"] = critic_task.detach().numpy()
+        out["sac/q"] = q_task.detach().numpy()
+        return True
+
+    def _actor_step(self, obs, tids, alpha, out: dict[str, Any]) -> None:
+        """Actor update (plain or surgery) and the temperatures' update (always per task)."""
+        T, n = self.num_tasks, self.per_task
+        eps = torch.randn((obs.shape[0], self.act_dim), generator=self.gen)
+        self.actor_opt.zero_grad(set_to_none=True)
+        surgery = self.actor_surgery.active()
+        if surgery:
+            fixed = {k: v.detach() for k, v in self.critic.state_dict().items()}
+
+            def critic_fn(o, a_, t_):
+                return torch.func.functional_call(self.critic, fixed, (o, a_, t_))
+
+            tb = {"obs": obs.view(T, n, -1), "tids": tids.view(T, n), "eps": eps.view(T, n, -1),
+                  "alpha": alpha[tids].view(T, n)}
+            res = self.actor_surgery(_actor_task_loss, tb, (critic_fn,))
+            actor_task, logp = res["losses"], res["aux"]["logp"].reshape(-1)
+            out.update(_prefixed("actor", res["stats"]))
+        else:
+            a, logp = self.actor(obs, tids, eps=eps)
+            q_pi = self.critic(obs, a, tids).min(0).values
+            actor_task, _ = per_task_mean(alpha[tids] * logp - q_pi, tids, T)
+        alpha_task, _ = per_task_mean(-self.log_alpha[tids] * (logp.detach() + self.target_entropy), tids, T)
+        alpha_loss = alpha_task.sum()
+        if not (torch.isfinite(actor_task).all() and torch.isfinite(alpha_loss)):
+            self.actor_opt.zero_grad(set_to_none=True)
+            self._skip("actor/alpha")
+            return
+        if not surgery:
+            actor_task.mean().backward(inputs=list(self.actor.parameters()))  # no critic weight grads
+        self.actor_opt.step()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        out["loss/actor"] = actor_task.detach().numpy()
+        out["loss/alpha"] = alpha_task.detach().numpy()
+        out["sac/entropy"] = per_task_mean(-logp.detach(), tids, T)[0].numpy()
 
 
 def _prefixed(loss: str, stats: dict[str, Any]) -> dict[str, Any]:

@@ -51,18 +51,24 @@ class SurgeryStep:
         """Whether the next call needs the Jacobian (surgery, or diagnostics due)."""
         return not isinstance(self.agg, Mean) or (self.diag_every > 0 and self.calls % self.diag_every == 0)
 
-    def __call__(self, task_loss: Callable, batch: dict[str, torch.Tensor], losses: torch.Tensor | None,
-                 extra: tuple = ()) -> dict[str, Any]:
-        """Compute per-task grads, write ``.grad``; returns diagnostics when due (else {})."""
+    def __call__(self, task_loss: Callable, batch: dict[str, torch.Tensor], extra: tuple = ()) -> dict[str, Any]:
+        """Compute per-task grads and losses, write ``.grad``.
+
+        ``task_loss(call, task_batch, *extra) -> (loss, aux)`` (see :func:`per_task_grads`).
+        Returns ``{"losses": [T], "aux": {...}, "stats": {...}}``; ``stats`` holds the
+        aggregator's scalars and, when due, ``_diagnostics``.
+        """
         diag_due = self.diag_every > 0 and self.calls % self.diag_every == 0
         self.calls += 1
         names = self.shared + self.specific
         if self.jacobian == "vmap":
-            grads = per_task_grads(self.module, names, task_loss, batch, extra)
+            grads, losses, aux = per_task_grads(self.module, names, task_loss, batch, extra)
         else:  # T backward passes through one graph: the slow reference path (benchmarks, vmap fallback)
             T = next(iter(batch.values())).shape[0]
-            losses_t = torch.stack([task_loss(self.module, {k: v[t] for k, v in batch.items()}, *extra)
-                                    for t in range(T)])
+            outs = [task_loss(self.module, {k: v[t] for k, v in batch.items()}, *extra) for t in range(T)]
+            losses_t = torch.stack([o[0] for o in outs])
+            aux = {k: torch.stack([o[1][k].detach() for o in outs]) for k in outs[0][1]}
+            losses = losses_t.detach()
             rows = naive_per_task_grads(losses_t, [self.params[n] for n in names])
             grads, off = {}, 0
             for n in names:
@@ -80,10 +86,10 @@ class SurgeryStep:
         for n in self.specific:
             p = self.params[n]
             p.grad = torch.nan_to_num(grads[n]).mean(0)
-        out: dict[str, Any] = dict(self.agg.stats())
+        stats: dict[str, Any] = dict(self.agg.stats())
         if diag_due:
-            out["_diagnostics"] = diagnostics(G)
-        return out
+            stats["_diagnostics"] = diagnostics(G)
+        return {"losses": losses, "aux": aux, "stats": stats}
 
     def state_dict(self) -> dict[str, Any]:
         return {"agg": self.agg.state_dict(), "calls": self.calls}

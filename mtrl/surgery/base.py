@@ -17,10 +17,11 @@ import torch
 
 def sanitize(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace non-finite rows by zeros; returns ``(G, active)`` with ``active[t]`` = row t usable."""
+    if bool(torch.isfinite(G).all()):  # the common case: one pass, no copy
+        return G, G.norm(dim=1) > 0
     finite = torch.isfinite(G).all(1)
     G = torch.where(finite[:, None], G, torch.zeros_like(G))
-    active = finite & (G.norm(dim=1) > 0)
-    return G, active
+    return G, finite & (G.norm(dim=1) > 0)
 
 
 class Aggregator:
@@ -57,6 +58,6 @@ class Aggregator:
 
 
 def gramian(G: torch.Tensor) -> torch.Tensor:
-    """``G G^T`` in float64 (the small T x T matrix most methods solve on)."""
-    G64 = G.double()
-    return G64 @ G64.T
+    """``G G^T`` as float64 (the small T x T matrix most methods solve on; the product itself
+    runs in G's dtype: casting the whole ``[T, P]`` matrix cost more than the solve)."""
+    return (G @ G.T).double()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
 
 def group_by_task(task_ids: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,32 +30,35 @@ def group_by_task(task_ids: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor,
 
 
 def per_task_grads(module: nn.Module, params: list[str], task_loss: Callable, batch: dict[str, torch.Tensor],
-                   extra: tuple = ()) -> dict[str, torch.Tensor]:
-    """Per-task gradients of ``module``'s named ``params``, one vmapped backward.
+                   extra: tuple = ()) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-task gradients of ``module``'s named ``params`` (and the task losses), one vmapped backward.
 
     Args:
         module: the network; its other parameters and buffers are held fixed.
         params: names of the parameters to differentiate.
-        task_loss: ``task_loss(call, task_batch, *extra) -> scalar`` where ``call(*inputs)``
-            runs the module with the differentiated parameters and ``task_batch`` holds one
-            task's ``[n, ...]`` slice of every tensor in ``batch`` (plus ``"mask"`` if given).
+        task_loss: ``task_loss(call, task_batch, *extra) -> (scalar, aux dict)`` where
+            ``call(*inputs)`` runs the module with the differentiated parameters and
+            ``task_batch`` holds one task's ``[n, ...]`` slice of every tensor in ``batch``;
+            ``aux`` holds detached by-products (e.g. log-probabilities) to avoid a second forward.
         batch: tensors with a leading task axis ``[T, n, ...]``.
         extra: non-batched arguments passed through to ``task_loss``.
 
-    Returns: ``{name: [T, *param.shape]}``.
+    Returns: ``({name: [T, *param.shape]}, losses [T], {aux key: [T, ...]})``.
     """
     all_params = dict(module.named_parameters())
     fixed = {k: v.detach() for k, v in all_params.items() if k not in params}
     fixed.update(dict(module.named_buffers()))
     diff = {k: all_params[k].detach() for k in params}
 
-    def loss_of(p: dict[str, torch.Tensor], task_batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_of(p: dict[str, torch.Tensor], task_batch: dict[str, torch.Tensor]):
         def call(*inputs, **kw):
             return functional_call(module, {**fixed, **p}, inputs, kw)
 
-        return task_loss(call, task_batch, *extra)
+        loss, aux = task_loss(call, task_batch, *extra)
+        return loss, {k: v.detach() for k, v in aux.items()}
 
-    return vmap(grad(loss_of), in_dims=(None, 0))(diff, batch)
+    (grads, (losses, aux)) = vmap(grad_and_value(loss_of, has_aux=True), in_dims=(None, 0))(diff, batch)
+    return grads, losses.detach(), aux
 
 
 def flatten_grads(grads: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
