@@ -22,6 +22,7 @@ run: setup
 		run_dir=$(RUN_DIR)-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: setup

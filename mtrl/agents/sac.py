@@ -143,7 +143,7 @@ class MTSAC:
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """One gradient step of critic (and actor/temperatures, every ``actor_update_freq``)."""
-        cfg, T = self.cfg, self.num_tasks
+        cfg = self.cfg
         obs = torch.as_tensor(batch["obs"])
         act = torch.as_tensor(batch["actions"])
         rew = torch.as_tensor(batch["rewards"])
