@@ -1,4 +1,4 @@
-"""``mtrl`` command line: ``tasksets``, ``train`` (more commands land with their issues)."""
+"""``mtrl`` command line: ``tasksets``, ``train``, ``eval`` (more commands land with their issues)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,23 @@ def _cmd_train(args: argparse.Namespace) -> None:
     train(cfg, address=args.address)
 
 
+def _cmd_eval(args: argparse.Namespace) -> None:
+    import json
+
+    from mtrl.evaluate import evaluate_run, format_table
+
+    if args.episodes <= 0:
+        raise MtrlError(f"--episodes must be positive, got {args.episodes}")
+    result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.tasks, args.seed,
+                          progress=sys.stderr.isatty())
+    print(format_table(result))
+    out = Path(args.run_dir) / "eval.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtrl", description="Multi-task RL on Meta-World and MiniGrid with Ray.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -59,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default=None, help="Ray cluster to join ('auto' or host:port); default: local cluster")
     s.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
     s.set_defaults(func=_cmd_train)
+    s = sub.add_parser("eval", help="evaluate a run's policy: per-task success with 95% intervals")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest)")
+    s.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
+    s.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
+    s.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed + 20000)")
+    s.set_defaults(func=_cmd_eval)
     return p
 
 
