@@ -1,4 +1,4 @@
-"""``mtrl`` command line: ``tasksets``, ``train``, ``eval`` (more commands land with their issues)."""
+"""``mtrl`` command line: ``tasksets``, ``train``, ``eval``, ``record``, ``compare``."""
 
 from __future__ import annotations
 
@@ -64,6 +64,28 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _cmd_record(args: argparse.Namespace) -> None:
+    from mtrl.video import record
+
+    if args.episodes <= 0 or args.size < 16:
+        raise MtrlError(f"--episodes must be positive and --size at least 16, got {args.episodes}, {args.size}")
+    res = record(args.run_dir, args.tasks, args.episodes, args.checkpoint, args.camera, args.size,
+                 args.max_steps, args.fps)
+    for v in res["videos"]:
+        print(f"{v['task']}: {v['path']} ({v['frames']} frames, success {v['success']})")
+    print(f"grid: {res['grid']}" + (f" (rendered with MUJOCO_GL={res['backend']})" if res["backend"] else ""))
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from mtrl.compare import compare, markdown
+
+    if args.reps <= 0:
+        raise MtrlError(f"--reps must be positive, got {args.reps}")
+    result = compare(args.run_dirs, args.out, args.reps)
+    print(markdown(result))
+    print(f"wrote {Path(args.out) / 'compare.md'}, curves.png, per_task.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtrl", description="Multi-task RL on Meta-World and MiniGrid with Ray.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -83,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     s.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed + 20000)")
     s.set_defaults(func=_cmd_eval)
+    s = sub.add_parser("record", help="record mp4 rollouts per task and a grid video of all tasks")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
+    s.add_argument("--episodes", type=int, default=1, help="episodes per task (default 1)")
+    s.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest)")
+    s.add_argument("--camera", default=None, help="Meta-World camera, e.g. corner, topview (default: free camera)")
+    s.add_argument("--size", type=int, default=256, help="Meta-World frame side in pixels (default 256)")
+    s.add_argument("--max-steps", type=int, default=500, help="cap on steps per episode")
+    s.add_argument("--fps", type=int, default=30)
+    s.set_defaults(func=_cmd_record)
+    s = sub.add_parser("compare", help="aggregate runs by method over seeds (IQM, bootstrap CIs, plots)")
+    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    s.add_argument("--out", default="compare", help="output folder (default: ./compare)")
+    s.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    s.set_defaults(func=_cmd_compare)
     return p
 
 

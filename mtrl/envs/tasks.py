@@ -160,13 +160,16 @@ class GenericSuccess(gym.Wrapper):
 
 
 def build_task_env(spec: TaskSpec, seed: int, max_episode_steps: int | None = None,
-                   render_mode: str | None = None) -> gym.Env:
-    """Build one task's env (see module docstring). ``seed`` fixes Meta-World's goal list."""
+                   render_mode: str | None = None, render_kwargs: dict | None = None) -> gym.Env:
+    """Build one task's env (see module docstring). ``seed`` fixes Meta-World's goal list.
+
+    ``render_kwargs`` (Meta-World only): ``width``, ``height``, ``camera_name`` of the renderer.
+    """
     if spec.kind == "metaworld":
         from metaworld.wrappers import RandomTaskSelectWrapper
 
         cls, goals = _metaworld_goals(spec.env_id, spec.goal_observable, seed)
-        env = cls(render_mode=render_mode, **spec.kwargs)
+        env = cls(render_mode=render_mode, **(render_kwargs or {}), **spec.kwargs)
         # Meta-World counts steps itself and raises past max_path_length (500).
         limit = min(max_episode_steps or env.max_path_length, env.max_path_length)
         env = gym.wrappers.TimeLimit(env, limit)

@@ -46,7 +46,7 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
     def __init__(self, taskset: TaskSet, envs_per_task: int = 1, seed: int = 0,
                  slots: Sequence[int] | None = None, split: str = "train",
                  max_episode_steps: int | None = None, one_hot: bool = True,
-                 render_mode: str | None = None):
+                 render_mode: str | None = None, render_kwargs: dict | None = None):
         if envs_per_task < 1:
             raise MtrlError(f"envs_per_task must be >= 1, got {envs_per_task}")
         self.taskset = taskset
@@ -62,6 +62,7 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
         self.max_episode_steps = max_episode_steps
         self.one_hot = one_hot
         self.render_mode = render_mode
+        self.render_kwargs = render_kwargs
 
         spaces = [action_space_of(t) for t in self.tasks]
         if any(s != spaces[0] for s in spaces):
@@ -108,7 +109,8 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
         key = (i, task)
         env = self._envs.get(key)
         if env is None:
-            env = build_task_env(self.tasks[task], self.seed, self.max_episode_steps, self.render_mode)
+            env = build_task_env(self.tasks[task], self.seed, self.max_episode_steps, self.render_mode,
+                                 self.render_kwargs)
             self._envs[key] = env
             self._fresh.add(key)
         return env

@@ -1,0 +1,156 @@
+"""`mtrl compare`: aggregate runs over seeds per method, with rliable's IQM and stratified bootstrap CIs.
+
+Runs are grouped by method (``algo`` + ``surgery`` + head type, from each run's
+``config.yaml``). A run's per-task score is its final per-task success, taken from (first
+found) ``eval.json`` (`mtrl eval`), the last line of ``eval_history.jsonl`` (evaluation during
+training) or ``summary.json`` (training-episode success). Aggregates follow Agarwal et al.,
+"Deep RL at the Edge of the Statistical Precipice" (NeurIPS 2021), via their library rliable:
+interquartile mean (IQM) and mean over all (run, task) scores, 95% stratified bootstrap
+confidence intervals. Writes ``compare.md``, ``curves.png`` and ``per_task.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mtrl.errors import MtrlError
+
+
+def method_label(cfg: dict[str, Any]) -> str:
+    algo = cfg.get("algo", "?")
+    heads = (cfg.get("ppo" if algo == "mtppo" else "sac") or {}).get("heads", "single")
+    label = algo + ("-multihead" if heads == "multi" else "")
+    surgery = cfg.get("surgery", "mean")
+    return label if surgery == "mean" else f"{label}+{surgery}"
+
+
+def final_scores(run: Path) -> tuple[dict[str, float], str]:
+    """Per-task final success of a run and where it came from."""
+    if (run / "eval.json").is_file():
+        data = json.loads((run / "eval.json").read_text())
+        return {k: v["success"] for k, v in data["tasks"].items() if v.get("split", "train") == "train"}, "eval.json"
+    hist = run / "eval_history.jsonl"
+    if hist.is_file() and hist.read_text().strip():
+        return json.loads(hist.read_text().strip().splitlines()[-1])["success"], "eval_history.jsonl"
+    if (run / "summary.json").is_file():
+        return json.loads((run / "summary.json").read_text())["success"], "summary.json"
+    raise MtrlError(f"{run} has no eval.json, eval_history.jsonl or summary.json; run `mtrl eval {run}` first")
+
+
+def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Mean success over tasks vs env steps: evaluations if any, else the training-episode window."""
+    hist = run / "eval_history.jsonl"
+    if hist.is_file() and hist.read_text().strip():
+        rows = [json.loads(line) for line in hist.read_text().strip().splitlines()]
+        return np.array([r["step"] for r in rows]), np.array([r["mean_success"] for r in rows])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    ea.Reload()
+    if "success/window/mean" not in ea.Tags()["scalars"]:
+        return np.zeros(0), np.zeros(0)
+    ev = ea.Scalars("success/window/mean")
+    return np.array([e.step for e in ev]), np.array([e.value for e in ev])
+
+
+def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in run_dirs:
+        if not (run / "config.yaml").is_file():
+            raise MtrlError(f"{run} is not a run folder (no config.yaml)")
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        scores, source = final_scores(run)
+        groups[method_label(cfg)].append({"run": run, "seed": cfg.get("seed"), "scores": scores, "source": source})
+    tasks = sorted(next(iter(groups.values()))[0]["scores"])
+    for label, runs in groups.items():
+        for r in runs:
+            if sorted(r["scores"]) != tasks:
+                raise MtrlError(f"{r['run']} has tasks {sorted(r['scores'])}, others have {tasks}; "
+                                "compare runs of one task set")
+    return dict(groups)
+
+
+def aggregate(groups: dict[str, list[dict[str, Any]]], reps: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """IQM and mean with 95% stratified bootstrap CIs per method (rliable)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    tasks = sorted(groups[next(iter(groups))][0]["scores"])
+    matrices = {m: np.array([[r["scores"][t] for t in tasks] for r in runs]) for m, runs in groups.items()}
+
+    def agg(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    np.random.seed(seed)  # rliable's bootstrap draws from NumPy's global generator
+    point, ci = rly.get_interval_estimates(matrices, agg, reps=reps)
+    return {"tasks": tasks, "methods": {
+        m: {"runs": len(groups[m]), "seeds": [r["seed"] for r in groups[m]], "iqm": float(point[m][0]),
+            "iqm_ci95": [float(ci[m][0, 0]), float(ci[m][1, 0])], "mean": float(point[m][1]),
+            "mean_ci95": [float(ci[m][0, 1]), float(ci[m][1, 1])],
+            "per_task": dict(zip(tasks, matrices[m].mean(0).tolist())),
+            "sources": sorted({r["source"] for r in groups[m]})} for m in groups}}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    tasks = result["tasks"]
+    head = "| method | runs | IQM [95% CI] | mean [95% CI] | " + " | ".join(tasks) + " |"
+    sep = "|" + "---|" * (4 + len(tasks))
+    rows = [head, sep]
+    for m, v in result["methods"].items():
+        rows.append(f"| {m} | {v['runs']} | {v['iqm']:.3f} [{v['iqm_ci95'][0]:.3f}, {v['iqm_ci95'][1]:.3f}] | "
+                    f"{v['mean']:.3f} [{v['mean_ci95'][0]:.3f}, {v['mean_ci95'][1]:.3f}] | "
+                    + " | ".join(f"{v['per_task'][t]:.2f}" for t in tasks) + " |")
+    return "\n".join(rows) + "\n\nFinal per-task success; IQM/mean over all (run, task) scores; " \
+        "95% stratified bootstrap CIs (rliable).\n"
+
+
+def plots(groups: dict[str, list[dict[str, Any]]], result: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (m, runs) in enumerate(groups.items()):
+        cs = [curve(r["run"]) for r in runs]
+        cs = [c for c in cs if len(c[0])]
+        if not cs:
+            continue
+        grid = np.linspace(0, min(c[0].max() for c in cs), 100)
+        ys = np.array([np.interp(grid, *c) for c in cs])
+        ax.plot(grid, ys.mean(0), color=f"C{i}", label=f"{m} ({len(cs)} runs)")
+        if len(cs) > 1:
+            ax.fill_between(grid, ys.min(0), ys.max(0), color=f"C{i}", alpha=0.2)
+    ax.set(xlabel="env steps", ylabel="mean success over tasks", ylim=(-0.02, 1.02), title="learning curves (band: min-max)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    tasks = result["tasks"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks)), 4))
+    n = len(result["methods"])
+    width = 0.8 / n
+    for i, (m, v) in enumerate(result["methods"].items()):
+        ax.bar(np.arange(len(tasks)) + i * width, [v["per_task"][t] for t in tasks], width, label=m, color=f"C{i}")
+    ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="final success (mean over runs)", ylim=(0, 1.05), title="per task")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "per_task.png", dpi=110)
+
+
+def compare(run_dirs: list[str | Path], out: str | Path = "compare", reps: int = 2000) -> dict[str, Any]:
+    """Group, aggregate, and write ``compare.md``, ``compare.json``, ``curves.png``, ``per_task.png``."""
+    groups = collect([Path(r) for r in run_dirs])
+    result = aggregate(groups, reps)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(markdown(result))
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    plots(groups, result, out)
+    return result

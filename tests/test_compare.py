@@ -1,0 +1,66 @@
+"""`mtrl compare`: grouping by method, IQM and CIs as rliable computes them, outputs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+from rliable import metrics
+
+from mtrl.compare import aggregate, collect
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ["a", "b", "c", "d"]
+
+
+def _run(path: Path, surgery: str, seed: int, scores, history=True):
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump({"algo": "mtsac", "surgery": surgery, "seed": seed,
+                                                      "sac": {"heads": "single"}}))
+    (path / "eval.json").write_text(json.dumps({"tasks": {t: {"split": "train", "success": float(s)}
+                                                          for t, s in zip(TASKS, scores)}}))
+    if history:
+        with open(path / "eval_history.jsonl", "w") as f:
+            for k in range(1, 4):
+                f.write(json.dumps({"step": 1000 * k, "mean_success": float(np.mean(scores)) * k / 3,
+                                    "success": dict(zip(TASKS, scores))}) + "\n")
+
+
+def test_compare_iqm_matches_rliable(tmp_path):
+    r = np.random.default_rng(0)
+    data = {"mean": r.uniform(0, 1, (5, 4)), "pcgrad": r.uniform(0.3, 1, (5, 4))}
+    dirs = []
+    for m, mat in data.items():
+        for s, row in enumerate(mat):
+            _run(tmp_path / f"{m}{s}", m, s, row)
+            dirs.append(tmp_path / f"{m}{s}")
+    groups = collect(dirs)
+    assert set(groups) == {"mtsac", "mtsac+pcgrad"} and len(groups["mtsac+pcgrad"]) == 5
+    res = aggregate(groups, reps=300)
+    for label, m in [("mtsac", "mean"), ("mtsac+pcgrad", "pcgrad")]:
+        v = res["methods"][label]
+        assert np.isclose(v["iqm"], metrics.aggregate_iqm(data[m]))
+        assert np.isclose(v["mean"], data[m].mean())
+        assert v["iqm_ci95"][0] <= v["iqm"] <= v["iqm_ci95"][1]
+        np.testing.assert_allclose([v["per_task"][t] for t in TASKS], data[m].mean(0))
+
+
+def test_compare_cli_writes_outputs_and_rejects_mixed_sets(tmp_path):
+    _run(tmp_path / "r0", "mean", 0, [1, 0, 1, 0])
+    _run(tmp_path / "r1", "cagrad", 0, [1, 1, 1, 0])
+    out = tmp_path / "cmp"
+    p = subprocess.run([sys.executable, "-m", "mtrl.cli", "compare", tmp_path / "r0", tmp_path / "r1", "--out", out,
+                        "--reps", "200"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr
+    for f in ["compare.md", "compare.json", "curves.png", "per_task.png"]:
+        assert (out / f).is_file()
+    assert "mtsac+cagrad" in (out / "compare.md").read_text()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.yaml").write_text("algo: mtppo\n")
+    (other / "summary.json").write_text(json.dumps({"success": {"x": 1.0}}))
+    p = subprocess.run([sys.executable, "-m", "mtrl.cli", "compare", tmp_path / "r0", other], capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "compare runs of one task set" in p.stderr
