@@ -68,7 +68,7 @@ def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
         scores, source = final_scores(run)
         groups[method_label(cfg)].append({"run": run, "seed": cfg.get("seed"), "scores": scores, "source": source})
     tasks = sorted(next(iter(groups.values()))[0]["scores"])
-    for label, runs in groups.items():
+    for runs in groups.values():
         for r in runs:
             if sorted(r["scores"]) != tasks:
                 raise MtrlError(f"{r['run']} has tasks {sorted(r['scores'])}, others have {tasks}; "

@@ -97,6 +97,10 @@ def _record_task(job: dict[str, Any]) -> dict[str, Any]:
             succ = succ or bool(info["success"][0])
             step += 1
             done = bool(term[0] or trunc[0]) or step >= job["max_steps"]
+        # the env has auto-reset: repeat the last frame, captioned with the episode's outcome
+        end = caption(raw, [name, f"episode {ep + 1}  step {step}  success {int(succ)}  (end)"])
+        frames += [end] * max(1, job["fps"] // 2)
+        small += [end] * max(1, job["fps"] // 2)
         successes.append(succ)
     env.close()
     path = Path(job["out_dir"]) / f"{name}.mp4"

@@ -43,7 +43,7 @@ def test_record_minigrid_writes_playable_mp4s_and_grid(runs):
     assert r.returncode == 0, r.stderr
     for name in ["Empty-5x5", "Empty-Random-6x6", "LavaGapS5"]:
         n, shape = _decode(mg / "videos" / f"{name}.mp4")
-        assert 1 <= n <= 12 and shape[0] % 16 == 0 and shape[1] % 16 == 0 and shape[2] == 3
+        assert 1 + 15 <= n <= 12 + 15 and shape[0] % 16 == 0  # + half a second (30 fps) of the final frame and shape[1] % 16 == 0 and shape[2] == 3
     n, shape = _decode(mg / "videos" / "grid.mp4")
     assert n >= 1 and shape[1] >= 2 * 160  # 2 x 2 tiles of at least 160 px
     assert (mg / "videos" / "grid_frame.png").is_file()
@@ -54,7 +54,7 @@ def test_record_metaworld_with_camera(runs):
     r = mtrl("record", mw, "--max-steps", "8", "--size", "96", "--camera", "corner")
     assert r.returncode == 0, r.stderr
     n, shape = _decode(mw / "videos" / "reach-v3.mp4")
-    assert n == 8 and shape[1] == 96 and shape[0] == 96 + 32  # 96 px frame + caption bar, padded to 16
+    assert n == 8 + 15 and shape[1] == 96 and shape[0] == 96 + 32  # 96 px frame + caption bar, padded to 16
 
 
 def test_record_errors(runs, tmp_path):
