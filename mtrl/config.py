@@ -53,6 +53,8 @@ class TrainConfig:
     episode_window: int = 20  # episodes per task averaged in progress lines
     eval_every: int = 0  # env steps between deterministic evaluations (0: off)
     eval_episodes: int = 10  # episodes per task in each evaluation
+    video_every: int = 0  # env steps between rollout videos to TensorBoard + videos/ (0: off)
+    video_max_steps: int = 200  # steps per recorded episode
     # Learner torch threads. 1 (default) makes a run bitwise reproducible: with more threads,
     # CPU GEMM reductions split by thread scheduling and results differ in the last bits.
     threads: int = 1
@@ -172,6 +174,8 @@ def validate(cfg: DictConfig) -> None:
     surgery.get(cfg.surgery, **dict(cfg.surgery_args))  # unknown name / bad parameters -> MtrlError
     if cfg.diagnostics_every < 0:
         raise MtrlError(f"diagnostics_every must be >= 0, got {cfg.diagnostics_every}")
+    if cfg.video_every < 0 or cfg.video_max_steps <= 0:
+        raise MtrlError(f"video_every must be >= 0 and video_max_steps > 0, got {cfg.video_every}, {cfg.video_max_steps}")
     if cfg.eval_every < 0 or cfg.eval_episodes <= 0:
         raise MtrlError(f"eval_every must be >= 0 and eval_episodes > 0, got {cfg.eval_every}, {cfg.eval_episodes}")
     from mtrl.envs import get

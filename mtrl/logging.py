@@ -83,6 +83,16 @@ class Logger:
                             f"{prefix}/condition_number": diag["condition_number"],
                             f"{prefix}/grad_norm": diag["grad_norm"]})
 
+    def video(self, step: int, tag: str, frames: list[np.ndarray], fps: int = 15) -> None:
+        """A GIF in TensorBoard's image panel (the encoding ``add_video`` produces, without moviepy)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        from mtrl.video import gif_bytes
+
+        h, w = frames[0].shape[:2]
+        img = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=gif_bytes(frames, fps))
+        self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=img)]), step)
+
     def episodes(self, step: int, new: dict[int, np.ndarray]) -> None:
         """Per-task return, success and episode length of the episodes that just ended."""
         for t, rows in new.items():

@@ -187,6 +187,21 @@ class Trainer:
             f.write(json.dumps({"step": self.step, "mean_success": res["mean_success"],
                                 "success": dict(zip(self.task_names, res["success"].tolist()))}) + "\n")
 
+    def maybe_video(self, logger: Logger, prev_step: int) -> None:
+        """Every ``video_every`` env steps: checkpoint, record one episode per task, log the grid GIF."""
+        every = self.cfg.video_every
+        if not every or self.step // every == prev_step // every:
+            return
+        from mtrl.video import record
+
+        t0 = time.time()
+        path = self.save()
+        res = record(self.run_dir, episodes=1, checkpoint=str(path), size=128, max_steps=self.cfg.video_max_steps,
+                     fps=15)
+        frames = res["grid_frames"][::2]  # 7.5 frames/s of rollout in the GIF keeps event files small
+        logger.video(self.step, "video/grid", frames, fps=8)
+        print(f"video at step {self.step:,}: {res['grid']} ({time.time() - t0:.0f} s)", flush=True)
+
     # ------------------------------------------------------------------ main loop
     def run(self) -> None:
         cfg = self.cfg
@@ -219,6 +234,7 @@ class Trainer:
                                                "episodes/total": self.stats.total})
                     logger.progress(self.step, self.stats, force=self.step >= cfg.total_steps)
                 self.maybe_evaluate(logger, prev)
+                self.maybe_video(logger, prev)
                 if cfg.checkpoint_every and self.step // cfg.checkpoint_every > last_ckpt // cfg.checkpoint_every:
                     self.save()
                     last_ckpt = self.step

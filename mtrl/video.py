@@ -177,4 +177,16 @@ def record(run_dir: str | Path, tasks: list[str] | None = None, episodes: int = 
         for f in frames:
             w.append_data(f)
     imageio.imwrite(out_dir / "grid_frame.png", frames[len(frames) // 2])
-    return {"videos": results, "grid": str(grid_path), "backend": backend}
+    return {"videos": results, "grid": str(grid_path), "backend": backend, "grid_frames": frames}
+
+
+def gif_bytes(frames: list[np.ndarray], fps: int) -> bytes:
+    """Encode frames as an animated GIF (what TensorBoard's video panel shows)."""
+    import io
+
+    from PIL import Image
+
+    imgs = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+    return buf.getvalue()

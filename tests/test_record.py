@@ -66,3 +66,17 @@ def test_record_errors(runs, tmp_path):
     r = mtrl("record", mw, env={**os.environ, "MUJOCO_GL": "no-such-backend"})
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "no off-screen OpenGL backend" in r.stderr and "apt-get install libosmesa6" in r.stderr
+
+
+def test_training_logs_videos_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "vid"
+    train(build_config([], ["taskset=minigrid/MT3", "total_steps=200", "ppo.num_steps=50", "video_every=200",
+                            "video_max_steps=6", f"run_dir={run}"]))
+    ea = EventAccumulator(str(run), size_guidance={"images": 0})
+    ea.Reload()
+    assert "video/grid" in ea.Tags()["images"]
+    gif = ea.Images("video/grid")[-1].encoded_image_string
+    assert gif[:6] in (b"GIF87a", b"GIF89a")
+    assert (run / "videos" / "grid.mp4").is_file()
