@@ -56,7 +56,7 @@ class Runner:
             self.policy.load_state_dict(weights)
         env = self.env
         N, S = env.num_envs, num_steps
-        out = {k: None for k in ROLLOUT_KEYS_SN}
+        out: dict[str, Any] = {}
         obs_buf = np.empty((S, N, env.obs_dim), np.float32)
         act_buf = None
         logp_buf = np.empty((S, N), np.float32)

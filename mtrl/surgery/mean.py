@@ -1,7 +1,5 @@
 """Mean of the task gradients: ``d = (1/T) sum_i g_i`` (plain multi-task training, the baseline)."""
 
-import torch
-
 from mtrl.surgery.base import Aggregator
 
 
@@ -20,5 +18,3 @@ class Sum(Aggregator):
     def combine(self, G, active, losses):
         return G.sum(0)
 
-
-__all__ = ["Mean", "Sum", "torch"]

@@ -14,8 +14,6 @@ before the call (torchjd assumes a well-formed matrix).
 
 from __future__ import annotations
 
-import torch
-
 from mtrl.surgery.base import Aggregator
 
 
@@ -58,5 +56,3 @@ def upgrad(**kw) -> TorchJD:
 
     return TorchJD("upgrad", UPGrad, **kw)
 
-
-__all__ = ["TorchJD", "alignedmtl", "imtlg", "mgda", "torch", "upgrad"]
