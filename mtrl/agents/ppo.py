@@ -5,7 +5,8 @@ Clipped surrogate, per sample i with ratio r_i = pi(a_i|s_i) / pi_old(a_i|s_i):
     l_i = -min(r_i A_i, clip(r_i, 1-eps, 1+eps) A_i) + c_v (V(s_i) - R_i)^2 / 2 - c_e H[pi(.|s_i)]
 
 and the task losses are ``L_t = mean_{i in task t} l_i`` (a ``[T]`` vector), combined by their
-mean (gradient surgery will replace this step). Advantages are GAE(gamma, lambda) per env
+mean, or, with ``surgery: NAME``, by that aggregator over the per-task gradients
+(:mod:`mtrl.surgery`). Advantages are GAE(gamma, lambda) per env
 slot (Schulman et al. 2016), bootstrapping through time-limit truncations with V(final obs);
 they are normalised over the minibatch (``adv_norm: batch``), within each task
 (``adv_norm: task``) or not at all (``none``).
@@ -57,7 +58,7 @@ def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
     return pg + cfg.vf_coef * vl - cfg.ent_coef * ent, pg, vl, ratio
 
 
-def _ppo_task_loss(call, tb, cfg: PPOConfig) -> torch.Tensor:
+def _ppo_task_loss(call, tb, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
     """One task's (masked) PPO loss for the vmapped per-task gradients."""
     logp, ent, v = call(tb["obs"], tb["tids"], tb["acts"])
     per_sample = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg)[0]

@@ -8,8 +8,8 @@ one learnable temperature per task (Yu et al. 2019, Meta-World's MT-SAC):
     L^pi_t     = mean_{i in t} [alpha_{t_i} log pi(a~_i|s_i) - min_k Q_k(s_i, a~_i)],          a~ ~ pi(.|s)
     L^alpha_t  = mean_{i in t} [-log alpha_t (log pi(a~_i|s_i) + H_target)],                  H_target = -|A|
 
-Critic and actor minimise the mean of their ``[T]`` vectors (the step gradient surgery will
-replace); the temperatures minimise the *sum*, so each alpha_t gets exactly its own task's
+Critic and actor minimise the mean of their ``[T]`` vectors, or, with ``surgery: NAME``, follow
+that aggregator over their per-task gradients (:mod:`mtrl.surgery`); the temperatures minimise the *sum*, so each alpha_t gets exactly its own task's
 gradient at full scale. Targets: Polyak averaging with rate tau. A step whose loss is NaN/inf
 is skipped with a warning and counted (``sac/nan_skips``).
 """

@@ -56,7 +56,6 @@ class Runner:
             self.policy.load_state_dict(weights)
         env = self.env
         N, S = env.num_envs, num_steps
-        out: dict[str, Any] = {}
         obs_buf = np.empty((S, N, env.obs_dim), np.float32)
         act_buf = None
         logp_buf = np.empty((S, N), np.float32)
@@ -89,7 +88,7 @@ class Runner:
         self.obs = obs
         last_tids = env.task_ids.copy()
         last_v = self.policy.value(torch.from_numpy(obs), torch.from_numpy(last_tids)).numpy()
-        out.update(obs=obs_buf, actions=act_buf, logp=logp_buf, values=val_buf, rewards=rew_buf,
+        out: dict[str, Any] = dict(obs=obs_buf, actions=act_buf, logp=logp_buf, values=val_buf, rewards=rew_buf,
                    terminated=term_buf, truncated=trunc_buf, task_ids=task_buf, bootstrap=boot_buf,
                    success=succ_buf, last_obs=obs.copy(), last_task_ids=last_tids, last_values=last_v)
         out["episodes"] = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in episodes.items()}
