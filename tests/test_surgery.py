@@ -171,11 +171,12 @@ def test_vmap_per_task_grads_equal_naive_loop_and_heads_stay_separate():
     slow = naive_per_task_grads(losses, list(net.parameters()))
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(task_losses, losses.detach())
-    head = grads["head.weight"]  # [T, 2, in, heads]: task t's gradient touches only column t
-    for t in range(T):
-        others = [k for k in range(T) if k != t]
-        assert torch.all(head[t][..., others] == 0) and head[t][..., t].abs().sum() > 0
-    assert task_specific_names(net) == {"head.weight", "head.bias"}
+    for k in range(2):  # each critic's head: [T, heads, in]; task t's gradient touches only row t
+        head = grads[f"heads.{k}.weight"]
+        for t in range(T):
+            others = [j for j in range(T) if j != t]
+            assert torch.all(head[t][others] == 0) and head[t][t].abs().sum() > 0
+    assert task_specific_names(net) == {f"heads.{k}.{p}" for k in range(2) for p in ("weight", "bias")}
 
 
 def test_surgery_step_writes_grads():

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtrl.surgery.base import Aggregator
-from mtrl.surgery.diagnostics import diagnostics
-from mtrl.surgery.jacobian import flatten_grads, naive_per_task_grads, per_task_grads
+from mtrl.surgery.base import Aggregator, block_gramian
+from mtrl.surgery.diagnostics import gramian_diagnostics
+from mtrl.surgery.jacobian import naive_per_task_grads, per_task_grads
 from mtrl.surgery.mean import Mean
 
 
@@ -75,20 +75,17 @@ class SurgeryStep:
                 k = self.params[n].numel()
                 grads[n] = rows[:, off:off + k].view(T, *self.params[n].shape)
                 off += k
-        G = flatten_grads(grads, self.shared)
-        d = self.agg(G, losses if self.agg.needs_losses else None)
-        offset = 0
-        for n in self.shared:
-            p = self.params[n]
-            k = p.numel()
-            p.grad = d[offset:offset + k].view_as(p).clone()
-            offset += k
+        blocks = [grads[n] for n in self.shared]
+        directions = self.agg.aggregate(blocks, losses if self.agg.needs_losses else None)
+        for n, d in zip(self.shared, directions):
+            self.params[n].grad = d  # a fresh tensor per parameter: no copy needed
         for n in self.specific:
             p = self.params[n]
             p.grad = torch.nan_to_num(grads[n]).mean(0)
         stats: dict[str, Any] = dict(self.agg.stats())
-        if diag_due:
-            stats["_diagnostics"] = diagnostics(G)
+        if diag_due:  # from the Gramian: one extra pass over the gradients every diag_every calls
+            blocks64 = [torch.nan_to_num(b.double()) for b in blocks]
+            stats["_diagnostics"] = gramian_diagnostics(block_gramian(blocks64)[0])
         return {"losses": losses, "aux": aux, "stats": stats}
 
     def state_dict(self) -> dict[str, Any]:

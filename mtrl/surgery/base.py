@@ -1,11 +1,20 @@
-"""The aggregator interface: a ``[T, P]`` matrix of per-task gradients -> one ``[P]`` direction.
+"""The aggregator interface: per-task gradients ``[T, P]`` -> one ``[P]`` direction.
 
 Convention: every aggregator returns its update on the scale of the *mean* task gradient
 (``mean`` returns ``G.mean(0)``), so a learning rate tuned for plain multi-task training
 carries over. Methods whose paper sums (PCGrad) divide by T; this is stated in each file.
 Aggregators may keep state (momentum, weights, colourings): :meth:`state_dict` /
 :meth:`load_state_dict` carry it through checkpoints. Rows that are zero or non-finite
-(a task absent from the batch, a NaN loss) are treated as "no gradient" by :func:`sanitize`.
+(a task absent from the batch, a NaN loss) are treated as "no gradient".
+
+Most methods are *Gramian-based* (``gramian_based = True``): the direction is
+``d = w^T G`` with weights ``w`` computed from the ``T x T`` Gramian ``M = G G^T`` (and the
+losses) alone. For those, :meth:`Aggregator.aggregate` never builds the ``[T, P]`` matrix:
+it takes the per-task gradients as per-parameter blocks, accumulates ``M`` block by block
+(which also yields the row norms and the finiteness check: a row with a NaN or inf has a
+non-finite diagonal entry), and writes ``w^T G_b`` per block: two passes over the gradients
+in all. The others (momentum or accumulation of gradients: SAM-GS, GCond, SON-GOKU)
+implement :meth:`Aggregator.combine` on the concatenated matrix.
 """
 
 from __future__ import annotations
@@ -24,26 +33,77 @@ def sanitize(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return G, finite & (G.norm(dim=1) > 0)
 
 
+def _rows(b: torch.Tensor) -> torch.Tensor:
+    return b.reshape(b.shape[0], -1)
+
+
+def block_gramian(blocks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gramian ``sum_b G_b G_b^T`` (float64 ``[T, T]``) of per-task gradient blocks ``[T, ...]``,
+    and ``good[t]``: row t is finite everywhere. Rows and columns of bad rows are zeroed (the
+    Gramian of the sanitized matrix; finite rows have finite products by Cauchy-Schwarz).
+    The products run in the blocks' dtype: casting ``[T, P]`` to float64 cost more than the solves."""
+    M = sum(_rows(b) @ _rows(b).T for b in blocks).double()
+    good = torch.isfinite(M.diagonal())
+    if not bool(good.all()):
+        M = torch.where(good[:, None] & good[None, :], M, torch.zeros_like(M))
+    return M, good
+
+
+def weighted_rows(w: torch.Tensor, b: torch.Tensor, good: torch.Tensor) -> torch.Tensor:
+    """``sum_t w_t b[t]`` over the finite rows only (a zero weight times NaN is still NaN)."""
+    if bool(good.all()):
+        return (w.to(b.dtype) @ _rows(b)).view(b.shape[1:])
+    return (w[good].to(b.dtype) @ _rows(b[good])).view(b.shape[1:])
+
+
 class Aggregator:
-    """Base class. Subclasses implement :meth:`combine` on sanitized, active rows."""
+    """Base class. Gramian-based subclasses implement :meth:`weights`; others :meth:`combine`."""
 
     name = "base"
     #: True if the method needs the ``[T]`` task losses (loss-weighting methods).
     needs_losses = False
+    #: True if :meth:`weights` (on the Gramian) defines the method; False: :meth:`combine` on G.
+    gramian_based = True
 
     def __call__(self, G: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         """Combine per-task gradients ``G [T, P]`` (and losses ``[T]``) into a direction ``[P]``."""
         if G.dim() != 2:
             raise ValueError(f"expected a [T, P] gradient matrix, got shape {tuple(G.shape)}")
-        G, active = sanitize(G.detach())
-        if not active.any():
-            return torch.zeros(G.shape[1], dtype=G.dtype)
+        return self.aggregate([G], losses)[0]
+
+    def aggregate(self, blocks: list[torch.Tensor], losses: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Per-task gradients as blocks ``[T, *shape_b]`` (e.g. one per parameter) -> the
+        direction's blocks ``[*shape_b]``; always finite."""
+        blocks = [b.detach() for b in blocks]
         if losses is not None:
             losses = torch.nan_to_num(losses.detach(), nan=0.0, posinf=0.0, neginf=0.0)
-        d = self.combine(G, active, losses)
-        return torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.gramian_based:
+            M, good = block_gramian(blocks)
+            active = good & (M.diagonal() > 0)
+            if not active.any():
+                return [torch.zeros(b.shape[1:], dtype=b.dtype) for b in blocks]
+            w = torch.nan_to_num(self.weights(M, active, losses).double(), nan=0.0, posinf=0.0, neginf=0.0)
+            return [torch.nan_to_num(weighted_rows(w, b, good), nan=0.0, posinf=0.0, neginf=0.0) for b in blocks]
+        G = torch.cat([_rows(b) for b in blocks], 1) if len(blocks) > 1 else _rows(blocks[0])
+        G, active = sanitize(G)
+        if not active.any():
+            d = torch.zeros(G.shape[1], dtype=G.dtype)
+        else:
+            d = torch.nan_to_num(self.combine(G, active, losses), nan=0.0, posinf=0.0, neginf=0.0)
+        out, off = [], 0
+        for b in blocks:
+            k = _rows(b).shape[1]
+            out.append(d[off:off + k].view(b.shape[1:]))
+            off += k
+        return out
+
+    def weights(self, M: torch.Tensor, active: torch.Tensor, losses: torch.Tensor | None) -> torch.Tensor:
+        """Gramian-based methods: ``[T]`` weights (float64) with ``d = w^T G``, from ``M = G G^T``
+        (rows of inactive tasks are zero in M); ``active[t]``: task t has a usable gradient."""
+        raise NotImplementedError
 
     def combine(self, G: torch.Tensor, active: torch.Tensor, losses: torch.Tensor | None) -> torch.Tensor:
+        """Other methods: the direction ``[P]`` from the sanitized matrix G (zero rows inactive)."""
         raise NotImplementedError
 
     def stats(self) -> dict[str, Any]:
@@ -58,6 +118,5 @@ class Aggregator:
 
 
 def gramian(G: torch.Tensor) -> torch.Tensor:
-    """``G G^T`` as float64 (the small T x T matrix most methods solve on; the product itself
-    runs in G's dtype: casting the whole ``[T, P]`` matrix cost more than the solve)."""
+    """``G G^T`` as float64 (the product itself runs in G's dtype)."""
     return (G @ G.T).double()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from mtrl.surgery.base import Aggregator, gramian
+from mtrl.surgery.base import Aggregator
 
 
 class CAGrad(Aggregator):
@@ -29,31 +29,35 @@ class CAGrad(Aggregator):
         self.c, self.k, self.rescale = c, k, rescale
         self.rng = np.random.default_rng(seed)
 
-    def _groups(self, G: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        rows = G[active]
-        if self.k is None or self.k >= rows.shape[0] - 1:
-            return rows
-        perm = self.rng.permutation(rows.shape[0])
+    def _groups(self, active: torch.Tensor) -> torch.Tensor:
+        """``A [n, T]``: the rows of ``H = A G`` the objective uses (all active tasks, or with
+        ``k``: k random tasks plus the mean of the rest)."""
+        idx = torch.nonzero(active).flatten()
+        eye = torch.eye(active.shape[0], dtype=torch.float64)
+        if self.k is None or self.k >= len(idx) - 1:
+            return eye[idx]
+        perm = idx[torch.as_tensor(self.rng.permutation(len(idx)))]
         pick, rest = perm[: self.k], perm[self.k:]
-        return torch.cat([rows[pick], rows[rest].mean(0, keepdim=True)])
+        return torch.cat([eye[pick], eye[rest].mean(0, keepdim=True)])
 
-    def combine(self, G, active, losses):
-        g0 = G[active].mean(0)
+    def weights(self, M, active, losses):
+        g0 = active.double() / active.sum()  # g0 = mean of the active task gradients
         if self.c == 0:
             return g0
-        H = self._groups(G, active)
-        M = gramian(H).numpy()
-        n = M.shape[0]
-        b = M.mean(1)  # g_i . g0 for the rows of H (g0 = their mean: exact without k)
+        A = self._groups(active)
+        MH = A @ M @ A.T  # Gramian of H = A G
+        b = MH.mean(1).numpy()  # h_i . mean(H) (= h_i . g0 without k)
+        Mn = MH.numpy()
+        n = Mn.shape[0]
         g0_norm = np.sqrt(max(b.mean(), 1e-20))
         sqrt_phi = self.c * g0_norm
 
         def obj(w):
-            return w @ b + sqrt_phi * np.sqrt(max(w @ M @ w, 1e-20))
+            return w @ b + sqrt_phi * np.sqrt(max(w @ Mn @ w, 1e-20))
 
         res = minimize(obj, np.full(n, 1.0 / n), bounds=[(0, 1)] * n, method="SLSQP",
                        constraints={"type": "eq", "fun": lambda w: w.sum() - 1})
-        w = torch.as_tensor(res.x, dtype=G.dtype)
-        gw = w @ H
-        d = g0 + sqrt_phi / (gw.norm() + 1e-12) * gw
-        return d / (1 + self.c**2) if self.rescale else d
+        gw = torch.as_tensor(res.x, dtype=torch.float64) @ A  # g_w = gw^T G
+        gw_norm = torch.sqrt(torch.clamp(gw @ M @ gw, min=0.0))
+        w = g0 + sqrt_phi / (gw_norm + 1e-12) * gw
+        return w / (1 + self.c**2) if self.rescale else w

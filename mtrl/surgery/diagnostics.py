@@ -14,21 +14,30 @@ import torch
 
 
 def diagnostics(G: torch.Tensor) -> dict[str, object]:
+    """Diagnostics of the ``[T, P]`` matrix G (see :func:`gramian_diagnostics`)."""
     G = torch.nan_to_num(G.detach().double())
-    norms = G.norm(dim=1)
+    return gramian_diagnostics(G @ G.T)
+
+
+def gramian_diagnostics(M: torch.Tensor) -> dict[str, object]:
+    """All four diagnostics from the Gramian ``M = G G^T`` alone (no pass over G): norms are
+    ``sqrt(M_ii)``, cosines ``M_ij / (||g_i|| ||g_j||)``, and the singular values of G are the
+    square roots of M's eigenvalues (those below ``1e-12 * max`` count as zero)."""
+    M = torch.nan_to_num(M.detach().double())
+    norms = torch.sqrt(M.diagonal().clamp_min(0.0))
     safe = norms.clamp_min(1e-12)
-    cos = (G @ G.T) / (safe[:, None] * safe[None, :])
-    T = G.shape[0]
+    cos = (M / (safe[:, None] * safe[None, :])).clamp(-1.0, 1.0)
+    T = M.shape[0]
     iu = torch.triu_indices(T, T, 1)
     pair = cos[iu[0], iu[1]]
     live = (norms[iu[0]] > 0) & (norms[iu[1]] > 0)
-    sv = torch.linalg.svdvals(G)
-    sv = sv[sv > sv.max() * 1e-10] if sv.numel() and sv.max() > 0 else sv[:0]
+    ev = torch.linalg.eigvalsh(M)
+    ev = ev[ev > ev.max() * 1e-12] if ev.numel() and ev.max() > 0 else ev[:0]
     return {
         "cosine": cos.numpy(),
         "conflict_fraction": float((pair[live] < 0).double().mean()) if live.any() else 0.0,
         "grad_norm": norms.numpy(),
-        "condition_number": float(sv.max() / sv.min()) if sv.numel() else float("nan"),
+        "condition_number": float(torch.sqrt(ev.max() / ev.min())) if ev.numel() else float("nan"),
     }
 
 

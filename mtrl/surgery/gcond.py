@@ -18,6 +18,7 @@ from mtrl.surgery.base import Aggregator
 
 class GCond(Aggregator):
     name = "gcond"
+    gramian_based = False  # keeps state over the gradients themselves, not only their Gramian
 
     def __init__(self, threshold: float = 0.0, decay: float = 0.9):
         self.threshold, self.decay = threshold, decay

@@ -1,13 +1,15 @@
 """Mean of the task gradients: ``d = (1/T) sum_i g_i`` (plain multi-task training, the baseline)."""
 
+import torch
+
 from mtrl.surgery.base import Aggregator
 
 
 class Mean(Aggregator):
     name = "mean"
 
-    def combine(self, G, active, losses):
-        return G.mean(0)
+    def weights(self, M, active, losses):
+        return torch.full((M.shape[0],), 1.0 / M.shape[0], dtype=torch.float64)
 
 
 class Sum(Aggregator):
@@ -15,6 +17,5 @@ class Sum(Aggregator):
 
     name = "sum"
 
-    def combine(self, G, active, losses):
-        return G.sum(0)
-
+    def weights(self, M, active, losses):
+        return torch.ones(M.shape[0], dtype=torch.float64)

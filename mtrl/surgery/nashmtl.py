@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from mtrl.surgery.base import Aggregator, gramian
+from mtrl.surgery.base import Aggregator
 
 
 def nash_weights(M: torch.Tensor, iters: int = 50, eps: float = 1e-8) -> torch.Tensor:
@@ -44,17 +44,19 @@ class NashMTL(Aggregator):
         self.step = 0
         self.alpha: torch.Tensor | None = None
 
-    def combine(self, G, active, losses):
-        T = G.shape[0]
+    def weights(self, M, active, losses):
+        T = M.shape[0]
         if self.alpha is None or self.step % self.update_every == 0 or self.alpha.shape[0] != T:
             alpha = torch.zeros(T, dtype=torch.float64)
-            alpha[active] = nash_weights(gramian(G[active]))
+            alpha[active] = nash_weights(M[active][:, active])
             self.alpha = alpha
         self.step += 1
-        d = self.alpha.to(G.dtype) @ G / T
-        if self.max_norm > 0 and d.norm() > self.max_norm:
-            d = d * (self.max_norm / d.norm())
-        return d
+        w = self.alpha * active / T
+        if self.max_norm > 0:
+            norm = float(torch.sqrt(torch.clamp(w @ M @ w, min=0.0)))  # ||d|| from the Gramian
+            if norm > self.max_norm:
+                w = w * (self.max_norm / norm)
+        return w
 
     def stats(self):
         return {} if self.alpha is None else {"surgery/weights": self.alpha.float().numpy()}

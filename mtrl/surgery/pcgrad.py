@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from mtrl.surgery.base import Aggregator, gramian
+from mtrl.surgery.base import Aggregator
 
 
 class PCGrad(Aggregator):
@@ -21,7 +21,7 @@ class PCGrad(Aggregator):
     def __init__(self, seed: int = 0):
         self.gen = torch.Generator().manual_seed(seed)
 
-    def weights(self, M: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def weights(self, M: torch.Tensor, active: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         T = M.shape[0]
         w = torch.zeros(T, dtype=M.dtype)
         idx = torch.nonzero(active).flatten().tolist()
@@ -37,9 +37,6 @@ class PCGrad(Aggregator):
             w += c
         return w / T
 
-    def combine(self, G, active, losses):
-        w = self.weights(gramian(G), active)
-        return w.to(G.dtype) @ G
 
     def state_dict(self):
         return {"gen": self.gen.get_state()}

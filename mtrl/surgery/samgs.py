@@ -17,6 +17,7 @@ from mtrl.surgery.base import Aggregator
 
 class SAMGS(Aggregator):
     name = "samgs"
+    gramian_based = False  # keeps state over the gradients themselves, not only their Gramian
 
     def __init__(self, gamma: float = 0.9, beta: float = 0.9):
         self.gamma, self.beta = gamma, beta

@@ -32,6 +32,7 @@ def welsh_powell(adj: torch.Tensor) -> list[list[int]]:
 
 class SONGOKU(Aggregator):
     name = "songoku"
+    gramian_based = False  # keeps state over the gradients themselves, not only their Gramian
 
     def __init__(self, tau: float = 0.0, recolor_every: int = 20, ema: float = 0.9):
         self.tau, self.recolor_every, self.ema = tau, recolor_every, ema

@@ -14,45 +14,49 @@ before the call (torchjd assumes a well-formed matrix).
 
 from __future__ import annotations
 
+import torch
+
 from mtrl.surgery.base import Aggregator
 
 
 class TorchJD(Aggregator):
-    """Wraps a ``torchjd.aggregation`` aggregator built by ``factory``."""
+    """Wraps a torchjd Gramian weighting (``torchjd.aggregation.*Weighting``) built by ``factory``:
+    torchjd's aggregators are ``weighting(G G^T)^T G``, so mtrl hands it the Gramian it already
+    has instead of the ``[T, P]`` matrix."""
 
     def __init__(self, name: str, factory, **kwargs):
         self.name = name
         self.inner = factory(**kwargs)
 
-    def combine(self, G, active, losses):
-        rows = G[active]
-        if rows.shape[0] == 1:
-            return rows[0]
-        return self.inner(rows.double()).to(G.dtype)
+    def weights(self, M, active, losses):
+        w = torch.zeros(M.shape[0], dtype=torch.float64)
+        idx = torch.nonzero(active).flatten()
+        w[idx] = 1.0 if len(idx) == 1 else self.inner(M[idx][:, idx]).double()
+        return w
 
 
 def mgda(**kw) -> TorchJD:
     """torchjd's MGDA with a tighter default tolerance (its default 1e-3 stops visibly short of
     the min-norm point: g_i . d differed by up to 1.4% on a random 4 x 6 matrix)."""
-    from torchjd.aggregation import MGDA
+    from torchjd.aggregation import MGDAWeighting
 
-    return TorchJD("mgda", MGDA, **{"epsilon": 1e-6, "max_iters": 1000, **kw})
+    return TorchJD("mgda", MGDAWeighting, **{"epsilon": 1e-6, "max_iters": 1000, **kw})
 
 
 def alignedmtl(**kw) -> TorchJD:
-    from torchjd.aggregation import AlignedMTL
+    from torchjd.aggregation import AlignedMTLWeighting
 
-    return TorchJD("alignedmtl", AlignedMTL, **kw)
+    return TorchJD("alignedmtl", AlignedMTLWeighting, **kw)
 
 
 def imtlg(**kw) -> TorchJD:
-    from torchjd.aggregation import IMTLG
+    from torchjd.aggregation import IMTLGWeighting
 
-    return TorchJD("imtlg", IMTLG, **kw)
+    return TorchJD("imtlg", IMTLGWeighting, **kw)
 
 
 def upgrad(**kw) -> TorchJD:
-    from torchjd.aggregation import UPGrad
+    from torchjd.aggregation import UPGradWeighting
 
-    return TorchJD("upgrad", UPGrad, **kw)
+    return TorchJD("upgrad", UPGradWeighting, **kw)
 

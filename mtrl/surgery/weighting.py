@@ -45,14 +45,14 @@ class Uncertainty(_Weighted):
         self.lr = lr
         self.s: torch.Tensor | None = None  # log sigma^2
 
-    def combine(self, G, active, losses):
+    def weights(self, M, active, losses):
         L = self._require(losses)
+        T = M.shape[0]
         if self.s is None:
-            self.s = torch.zeros(G.shape[0], dtype=torch.float64)
+            self.s = torch.zeros(T, dtype=torch.float64)
         self.w = torch.exp(-self.s)
-        d = (self.w.to(G.dtype)[:, None] * G).mean(0)
         self.s = self.s - self.lr * (0.5 - 0.5 * L * torch.exp(-self.s)) * active
-        return d
+        return self.w / T
 
     def state_dict(self):
         return {"s": self.s}
@@ -68,15 +68,15 @@ class GradNorm(_Weighted):
         self.alpha, self.lr = alpha, lr
         self.L0: torch.Tensor | None = None
 
-    def combine(self, G, active, losses):
+    def weights(self, M, active, losses):
         L = self._require(losses).abs().clamp_min(1e-12)
-        T = G.shape[0]
+        T = M.shape[0]
         if self.w is None:
             self.w = torch.ones(T, dtype=torch.float64)
         if self.L0 is None:
             self.L0 = L.clone()
-        d = (self.w.to(G.dtype)[:, None] * G).mean(0)
-        gn = G.double().norm(dim=1)
+        d = self.w / T
+        gn = torch.sqrt(M.diagonal().clamp_min(0.0))  # ||g_i||
         wn = self.w * gn
         ratio = L / self.L0
         r = ratio / ratio[active].mean()
@@ -100,9 +100,9 @@ class FAMO(_Weighted):
         self.xi: torch.Tensor | None = None
         self.prev: torch.Tensor | None = None
 
-    def combine(self, G, active, losses):
+    def weights(self, M, active, losses):
         L = self._require(losses).clamp_min(self.eps)
-        T = G.shape[0]
+        T = M.shape[0]
         if self.xi is None:
             self.xi = torch.zeros(T, dtype=torch.float64)
         if self.prev is not None:  # logit update from the loss change since the last step
@@ -114,7 +114,7 @@ class FAMO(_Weighted):
         c = 1.0 / (z / L)[active].sum()
         self.w = T * c * z / L  # weights on g_i; sum_i w_i / T ... mean scale
         self.prev = L.clone()
-        return (self.w.to(G.dtype)[:, None] * G).mean(0)
+        return self.w / T
 
     def state_dict(self):
         return {"xi": self.xi, "prev": self.prev}
@@ -131,15 +131,15 @@ class IGB(_Weighted):
         self.sum = None
         self.n = 0
 
-    def combine(self, G, active, losses):
+    def weights(self, M, active, losses):
         L = self._require(losses).clamp_min(self.eps)
-        T = G.shape[0]
+        T = M.shape[0]
         if self.n < self.base_steps:
             self.sum = L.clone() if self.sum is None else self.sum + L
             self.n += 1
         base = self.sum / self.n
         self.w = T * torch.softmax(L / base, 0)
-        return ((self.w / L).to(G.dtype)[:, None] * G).mean(0)
+        return self.w / L / T
 
     def state_dict(self):
         return {"sum": self.sum, "n": self.n}
