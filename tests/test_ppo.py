@@ -92,3 +92,20 @@ def test_fast_act_log_probs_match_distributions():
             ref, _ = net.log_prob_entropy(net.dist(obs, tids), a)
             torch.testing.assert_close(logp, ref, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(v, net.value(obs, tids))
+
+
+def test_surgery_path_with_mean_matches_plain_update_and_stats():
+    """The vmapped per-task path (forced by diagnostics) with ``mean`` gives the plain update and
+    the same logged statistics, from one pass (uneven task counts: padding and masks)."""
+    kw = dict(taskset="custom", tasks=["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-6x6-v0"], envs_per_task=3, seed=0)
+    probe = make(**kw)
+    cfg = PPOConfig(num_steps=16, epochs=2, minibatches=3)
+    agents = [MTPPO(cfg, probe.obs_dim, 2, probe.single_action_space, seed=0, diagnostics_every=d) for d in (0, 1)]
+    runner = Runner({**kw, "slots": list(range(6))}, {**agents[0].policy_spec}, 0)
+    ro = runner.sample(16, agents[0].policy_state())
+    plain, vmapped = (a.update(ro) for a in agents)
+    assert "_diagnostics" in vmapped and "_diagnostics" not in plain
+    for k in ("loss/task", "loss/policy", "loss/value", "loss/entropy", "ppo/approx_kl", "ppo/clip_frac"):
+        np.testing.assert_allclose(plain[k], vmapped[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    for p, q in zip(agents[0].net.parameters(), agents[1].net.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)

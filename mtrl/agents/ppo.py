@@ -59,11 +59,19 @@ def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
 
 
 def _ppo_task_loss(call, tb, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
-    """One task's (masked) PPO loss for the vmapped per-task gradients."""
+    """One task's (masked) PPO loss for the vmapped per-task gradients; aux: the masked sums
+    of its parts (:func:`_stat_sums`), so the surgery path needs no second forward pass."""
     logp, ent, v = call(tb["obs"], tb["tids"], tb["acts"])
-    per_sample = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg)[0]
+    per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg)
     m = tb["mask"]
-    return (per_sample * m).sum() / m.sum().clamp_min(1.0), {}
+    aux = {k: (x.detach() * m).sum() for k, x in _stat_parts(pg, vl, ent, ratio, logp, tb["old_logp"], cfg).items()}
+    return (per_sample * m).sum() / m.sum().clamp_min(1.0), aux
+
+
+def _stat_parts(pg, vl, ent, ratio, logp, old_logp, cfg: PPOConfig) -> dict[str, torch.Tensor]:
+    """Per-sample quantities whose per-task means are logged (KL: Schulman's k3 estimator)."""
+    return {"policy": pg, "value": vl, "entropy": ent, "approx_kl": (ratio - 1) - (logp - old_logp),
+            "clip_frac": ((ratio - 1).abs() > cfg.clip).to(pg.dtype)}
 
 
 def compute_gae(rollout: dict[str, np.ndarray], gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -158,36 +166,40 @@ class MTPPO:
             for start in range(0, B - mb + 1, mb):
                 idx = perm[start:start + mb]
                 t = tids[idx]
-                logp, ent, v = self.net(obs[idx], t, acts[idx])
                 a = self._normalise(adv_t[idx], t)
-                per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, old_logp[idx], a, ret_t[idx], cfg)
-                task_loss, present = per_task_mean(per_sample, t, self.num_tasks)
-                loss = mean_of_present(task_loss, present)
-                if not torch.isfinite(loss):
-                    self.nan_skips += 1
-                    warnings.warn(f"non-finite PPO loss at update {self.updates}; minibatch skipped", stacklevel=2)
-                    continue
                 self.opt.zero_grad(set_to_none=True)
-                if self.surgery.active():
+                surgery = self.surgery.active()
+                if surgery:  # per-task gradients; losses and statistics come from the same vmapped pass
                     rows, mask = group_by_task(t, self.num_tasks)
                     tb = {"obs": obs[idx][rows], "tids": t[rows], "acts": acts[idx][rows],
                           "old_logp": old_logp[idx][rows], "adv": a.detach()[rows], "ret": ret_t[idx][rows],
                           "mask": mask.float()}
-                    surgery_out = self.surgery(_ppo_task_loss, tb, (cfg,))["stats"]
+                    res = self.surgery(_ppo_task_loss, tb, (cfg,))
+                    task_loss, part_sums, counts = res["losses"], res["aux"], mask.sum(1).float()
+                    surgery_out = res["stats"]
                 else:
-                    loss.backward()
+                    logp, ent, v = self.net(obs[idx], t, acts[idx])
+                    per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, old_logp[idx], a, ret_t[idx], cfg)
+                    task_loss, _ = per_task_mean(per_sample, t, self.num_tasks)
+                    counts = torch.bincount(t, minlength=self.num_tasks).float()
+                    parts = _stat_parts(pg, vl, ent, ratio, logp, old_logp[idx], cfg)
+                    part_sums = {k: torch.zeros(self.num_tasks).index_add_(0, t, x.detach()) for k, x in parts.items()}
                     surgery_out = {}
+                loss = mean_of_present(task_loss, counts > 0)
+                if not torch.isfinite(loss):
+                    self.opt.zero_grad(set_to_none=True)
+                    self.nan_skips += 1
+                    warnings.warn(f"non-finite PPO loss at update {self.updates}; minibatch skipped", stacklevel=2)
+                    continue
+                if not surgery:
+                    loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
                 self.opt.step()
-                with torch.no_grad():
-                    stats = {
-                        "loss/task": task_loss.detach(),
-                        "loss/policy": per_task_mean(pg.detach(), t, self.num_tasks)[0],
-                        "loss/value": per_task_mean(vl.detach(), t, self.num_tasks)[0],
-                        "loss/entropy": per_task_mean(ent.detach(), t, self.num_tasks)[0],
-                        "ppo/approx_kl": ((ratio - 1) - (logp - old_logp[idx])).mean().detach(),
-                        "ppo/clip_frac": ((ratio - 1).abs() > cfg.clip).float().mean(),
-                    }
+                n_t = counts.clamp_min(1.0)
+                stats = {"loss/task": task_loss.detach(), "loss/policy": part_sums["policy"] / n_t,
+                         "loss/value": part_sums["value"] / n_t, "loss/entropy": part_sums["entropy"] / n_t,
+                         "ppo/approx_kl": part_sums["approx_kl"].sum() / counts.sum(),
+                         "ppo/clip_frac": part_sums["clip_frac"].sum() / counts.sum()}
                 for k, val in stats.items():
                     sums[k] = sums.get(k, 0) + val
                 n_mb += 1
