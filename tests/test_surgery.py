@@ -98,9 +98,36 @@ def test_songoku_separates_conflicting_tasks():
     assert welsh_powell(adj) == [[0], [1, 2]]
 
 
-def test_gcond_projects_the_weaker_task():
-    d = S.get("gcond")(G2)  # g2 is stronger: g1 is projected off g2 -> (0.5, 0.5); mean with g2
-    torch.testing.assert_close(d, torch.tensor([-0.25, 0.75]))
+def test_gcond_zones_and_arbiter():
+    """GCond's smooth logic (eqs. 4-6) by hand: moderate zone projects the loser fully and the
+    winner partially; critical zone is PCGrad on the loser only; the stronger task wins."""
+    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])  # cos = -0.707: moderate zone
+    alpha = math.pi / 2 * (1 + ((-1 / math.sqrt(2) + 0.5) / (-0.8 + 0.5)) ** 2)
+    s_w = math.sin(alpha)
+    # first call: no stability history; strength r = ||g|| / EMA(||g||) favours g2 (norm sqrt 2)
+    win = g2 - s_w * (g1 @ g2) / (g1 @ g1) * g1
+    lose = g1 - 1.0 * (g1 @ g2) / (g2 @ g2) * g2
+    agg = S.get("gcond")
+    torch.testing.assert_close(agg(torch.stack([g1, g2])), (win + lose) / 2)
+    assert agg.resolved == 1  # after one step the pair no longer conflicts
+    G = torch.tensor([[1.0, 0.0], [-2.0, 0.1]])  # cos = -0.9988: critical zone
+    pc = G[0] - (G[0] @ G[1]) / (G[1] @ G[1]) * G[1]
+    torch.testing.assert_close(S.get("gcond")(G), (pc + G[1]) / 2)
+    mild = torch.tensor([[1.0, 0.0], [-0.2, 1.0]])  # cos = -0.196: mild zone, symmetric partial
+    s = math.sin(math.pi / 2 * (1 - (-0.2 / math.sqrt(1.04) + 0.5) / 0.5))
+    dot = mild[0] @ mild[1]
+    want = (mild[0] - s * dot / (mild[1] @ mild[1]) * mild[1] + mild[1] - s * dot / (mild[0] @ mild[0]) * mild[0]) / 2
+    torch.testing.assert_close(S.get("gcond", max_iters=1)(mild), want)
+    dom = S.get("gcond", dominance=1, max_iters=1)  # a task that just won loses the next arbitration
+    dom(torch.stack([g1, g2]))
+    assert dom.hist == [1]
+    dom(torch.stack([g1, g2]))
+    assert dom.hist == [0]
+    restored = S.get("gcond", dominance=1, max_iters=1)
+    restored.load_state_dict(dom.state_dict())
+    torch.testing.assert_close(restored(torch.stack([g1, g2])), dom(torch.stack([g1, g2])))
+    with pytest.raises(MtrlError, match="thresholds"):
+        S.get("gcond", thresholds=(0.0, -0.5, -0.8))
 
 
 def test_loss_weighting_methods():

@@ -42,7 +42,7 @@ def get(name: str, **kwargs: Any) -> Aggregator:
         raise MtrlError(f"unknown surgery method {name!r}; valid methods: {choices(names())}")
     try:
         return _REGISTRY[name](**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise MtrlError(f"bad parameters for surgery {name!r}: {exc}") from None
 
 
