@@ -131,3 +131,55 @@ def test_sac_resume_equals_uninterrupted(tmp_path):
             assert torch.equal(v, b["agent"][net][k]), (net, k)
     assert torch.equal(a["agent"]["log_alpha"], b["agent"]["log_alpha"])
     assert (part / "checkpoints" / "replay_000000001000.npz").is_file()
+
+
+def _to_ensemble_layout(sd):
+    """Inverse of upgrade_ensemble_critic: the earlier TwinQ's ``[2, in, out]`` layout."""
+    n = sum(1 for k in sd if k.startswith("bodies.0.") and k.endswith(".weight"))
+    out = {}
+    for i in range(n):
+        out[f"layers.{i}.weight"] = torch.stack([sd[f"bodies.{k}.{2 * i}.weight"].T for k in range(2)])
+        out[f"layers.{i}.bias"] = torch.stack([sd[f"bodies.{k}.{2 * i}.bias"][None] for k in range(2)])
+    out["head.weight"] = torch.stack([sd[f"heads.{k}.weight"].T for k in range(2)])
+    out["head.bias"] = torch.stack([sd[f"heads.{k}.bias"][None] for k in range(2)])
+    return out
+
+
+def test_old_ensemble_critic_checkpoints_load():
+    """Checkpoints from the ensemble critic (weights ``[2, in, out]``, forward ``baddbmm``) load
+    into the two-stack critic with the same Q values and the same Adam moments."""
+    from mtrl.agents.sac_networks import TwinQ, upgrade_ensemble_critic
+
+    torch.manual_seed(0)
+    old = {"layers.0.weight": torch.randn(2, 7, 16), "layers.0.bias": torch.randn(2, 1, 16),
+           "layers.1.weight": torch.randn(2, 16, 16), "layers.1.bias": torch.randn(2, 1, 16),
+           "head.weight": torch.randn(2, 16, 1), "head.bias": torch.randn(2, 1, 1)}
+    obs, act = torch.randn(5, 5), torch.randn(5, 2)
+    h = torch.cat([obs, act], -1).expand(2, -1, -1)
+    for i in range(2):
+        h = torch.relu(torch.baddbmm(old[f"layers.{i}.bias"], h, old[f"layers.{i}.weight"]))
+    q_old = torch.baddbmm(old["head.bias"], h, old["head.weight"]).squeeze(-1)
+    net = TwinQ(5, 2, 1, [16, 16], "single")
+    net.load_state_dict(upgrade_ensemble_critic(old))
+    torch.testing.assert_close(net(obs, act, torch.zeros(5, dtype=torch.long)), q_old)
+
+    agent = MTSAC(SACConfig(hidden=[16, 16], batch_per_task=4), 5, 1, gym.spaces.Box(-1, 1, (2,), np.float32))
+    r = np.random.default_rng(0)
+    agent.update({"obs": r.normal(size=(4, 5)).astype(np.float32), "actions": r.uniform(-1, 1, (4, 2)).astype(np.float32),
+                  "rewards": np.ones(4, np.float32), "next_obs": r.normal(size=(4, 5)).astype(np.float32),
+                  "terminated": np.zeros(4, np.float32), "task_ids": np.zeros(4, np.int64)})
+    s = agent.state_dict()
+    names = [n for n, _ in agent.critic.named_parameters()]
+    legacy = dict(s, critic=_to_ensemble_layout(s["critic"]), critic_target=_to_ensemble_layout(s["critic_target"]))
+    st = s["critic_opt"]["state"]
+    old_order = [f"layers.{i}.{p}" for i in range(2) for p in ("weight", "bias")] + ["head.weight", "head.bias"]
+    moved = {k: _to_ensemble_layout({n: st[i][k] for i, n in enumerate(names)}) for k in ("exp_avg", "exp_avg_sq")}
+    legacy["critic_opt"] = {"state": {j: {"step": st[0]["step"], **{k: moved[k][n] for k in moved}} for j, n in enumerate(old_order)},
+                            "param_groups": [{**s["critic_opt"]["param_groups"][0], "params": list(range(6))}]}
+    fresh = MTSAC(SACConfig(hidden=[16, 16], batch_per_task=4), 5, 1, gym.spaces.Box(-1, 1, (2,), np.float32), seed=1)
+    fresh.load_state_dict(legacy)
+    for (n, p), q in zip(agent.critic.named_parameters(), fresh.critic.parameters()):
+        torch.testing.assert_close(p, q, msg=n)
+    new_st = fresh.critic_opt.state_dict()["state"]
+    for i in range(len(names)):
+        torch.testing.assert_close(new_st[i]["exp_avg_sq"], st[i]["exp_avg_sq"])

@@ -51,7 +51,7 @@ class PPOConfig:
 
 
 def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
-    """PPO's per-sample loss and its parts ``(l, pg, vl)``."""
+    """PPO's per-sample loss, its parts and the probability ratio ``(l, pg, vl, ratio)``."""
     ratio = (logp - old_logp).exp()
     pg = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
     vl = 0.5 * (v - ret) ** 2
@@ -60,7 +60,7 @@ def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
 
 def _ppo_task_loss(call, tb, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
     """One task's (masked) PPO loss for the vmapped per-task gradients; aux: the masked sums
-    of its parts (:func:`_stat_sums`), so the surgery path needs no second forward pass."""
+    of its parts (:func:`_stat_parts`), so the surgery path needs no second forward pass."""
     logp, ent, v = call(tb["obs"], tb["tids"], tb["acts"])
     per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg)
     m = tb["mask"]
@@ -132,7 +132,8 @@ class MTPPO:
         self.opt.load_state_dict(state["opt"])
         self.gen.set_state(state["gen"])
         self.updates, self.nan_skips = state["updates"], state["nan_skips"]
-        self.surgery.load_state_dict(state["surgery"])
+        if "surgery" in state:  # absent in checkpoints written before gradient surgery existed
+            self.surgery.load_state_dict(state["surgery"])
 
     def _normalise(self, adv: torch.Tensor, tids: torch.Tensor) -> torch.Tensor:
         if self.cfg.adv_norm == "none":
@@ -174,7 +175,7 @@ class MTPPO:
                     tb = {"obs": obs[idx][rows], "tids": t[rows], "acts": acts[idx][rows],
                           "old_logp": old_logp[idx][rows], "adv": a.detach()[rows], "ret": ret_t[idx][rows],
                           "mask": mask.float()}
-                    res = self.surgery(_ppo_task_loss, tb, (cfg,))
+                    res = self.surgery(_ppo_task_loss, tb, (cfg,), present=mask.any(1))
                     task_loss, part_sums, counts = res["losses"], res["aux"], mask.sum(1).float()
                     surgery_out = res["stats"]
                 else:

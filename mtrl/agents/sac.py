@@ -26,7 +26,12 @@ import numpy as np
 import torch
 
 from mtrl.agents.losses import per_task_mean
-from mtrl.agents.sac_networks import TanhGaussianActor, TwinQ
+from mtrl.agents.sac_networks import (
+    TanhGaussianActor,
+    TwinQ,
+    upgrade_ensemble_critic,
+    upgrade_ensemble_critic_opt,
+)
 from mtrl.surgery import get as get_surgery
 from mtrl.surgery.apply import SurgeryStep
 
@@ -125,17 +130,19 @@ class MTSAC:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.actor.load_state_dict(s["actor"])
-        self.critic.load_state_dict(s["critic"])
-        self.critic_target.load_state_dict(s["critic_target"])
+        self.critic.load_state_dict(upgrade_ensemble_critic(s["critic"]))  # older checkpoints: ensemble layout
+        self.critic_target.load_state_dict(upgrade_ensemble_critic(s["critic_target"]))
         with torch.no_grad():
             self.log_alpha.copy_(s["log_alpha"])
         self.actor_opt.load_state_dict(s["actor_opt"])
-        self.critic_opt.load_state_dict(s["critic_opt"])
+        names = [n for n, _ in self.critic.named_parameters()]
+        self.critic_opt.load_state_dict(upgrade_ensemble_critic_opt(s["critic_opt"], names))
         self.alpha_opt.load_state_dict(s["alpha_opt"])
         self.gen.set_state(s["gen"])
         self.updates, self.nan_skips = s["updates"], s["nan_skips"]
-        self.critic_surgery.load_state_dict(s["critic_surgery"])
-        self.actor_surgery.load_state_dict(s["actor_surgery"])
+        if "critic_surgery" in s:  # absent in checkpoints written before gradient surgery existed
+            self.critic_surgery.load_state_dict(s["critic_surgery"])
+            self.actor_surgery.load_state_dict(s["actor_surgery"])
 
     def _skip(self, what: str) -> None:
         self.nan_skips += 1

@@ -48,6 +48,44 @@ class TwinQ(nn.Module):
         return q.gather(-1, task_ids.view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
 
 
+def upgrade_ensemble_critic(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a checkpoint of the earlier ensemble TwinQ (``layers.i.weight [2, in, out]``,
+    ``layers.i.bias [2, 1, out]``, ``head.weight [2, in, heads]``, ``head.bias [2, 1, heads]``,
+    computing ``x W + b``) to the two ``nn.Linear`` stacks (``W^T``, ``b``). Same function;
+    already-current state dicts pass through unchanged."""
+    if "head.weight" not in sd:
+        return sd
+    out: dict[str, torch.Tensor] = {}
+    n_layers = sum(1 for k in sd if k.startswith("layers.") and k.endswith(".weight"))
+    for k in range(2):
+        for i in range(n_layers):
+            out[f"bodies.{k}.{2 * i}.weight"] = sd[f"layers.{i}.weight"][k].T.contiguous()
+            out[f"bodies.{k}.{2 * i}.bias"] = sd[f"layers.{i}.bias"][k, 0].clone()
+        out[f"heads.{k}.weight"] = sd["head.weight"][k].T.contiguous()
+        out[f"heads.{k}.bias"] = sd["head.bias"][k, 0].clone()
+    return out
+
+
+def upgrade_ensemble_critic_opt(opt_sd: dict, names: list[str]) -> dict:
+    """The critic optimiser's state for :func:`upgrade_ensemble_critic`: Adam's moments are
+    mapped like the parameters and re-indexed in the order of ``names`` (the new critic's
+    ``named_parameters``). Old order: ``layers.0.weight, layers.0.bias, ..., head.weight, head.bias``."""
+    group = opt_sd["param_groups"][0]
+    n_old = len(group["params"])
+    if n_old == len(names):
+        return opt_sd
+    old_names = [f"layers.{i}.{p}" for i in range((n_old - 2) // 2) for p in ("weight", "bias")] + ["head.weight", "head.bias"]
+    old_state = {old_names[group["params"].index(idx)]: st for idx, st in opt_sd["state"].items()}
+    state: dict[int, dict] = {}
+    if old_state:
+        keys = [k for k, v in next(iter(old_state.values())).items() if torch.is_tensor(v) and v.dim() > 0]
+        moved = {k: upgrade_ensemble_critic({n: st[k] for n, st in old_state.items()}) for k in keys}
+        for i, n in enumerate(names):
+            state[i] = {**{k: v for k, v in old_state["head.weight"].items() if k not in keys},
+                        **{k: moved[k][n] for k in keys}}
+    return {"state": state, "param_groups": [{**group, "params": list(range(len(names)))}]}
+
+
 class TanhGaussianActor(nn.Module):
     """``a = tanh(mu + sigma * eps)`` with the log-density corrected for the tanh squashing:
 

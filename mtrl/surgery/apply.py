@@ -51,15 +51,17 @@ class SurgeryStep:
         """Whether the next call needs the Jacobian (surgery, or diagnostics due)."""
         return not isinstance(self.agg, Mean) or (self.diag_every > 0 and self.calls % self.diag_every == 0)
 
-    def __call__(self, task_loss: Callable, batch: dict[str, torch.Tensor], extra: tuple = ()) -> dict[str, Any]:
+    def __call__(self, task_loss: Callable, batch: dict[str, torch.Tensor], extra: tuple = (),
+                 present: torch.Tensor | None = None) -> dict[str, Any]:
         """Compute per-task grads and losses, write ``.grad``.
 
         ``task_loss(call, task_batch, *extra) -> (loss, aux)`` (see :func:`per_task_grads`).
-        Returns ``{"losses": [T], "aux": {...}, "stats": {...}}``; ``stats`` holds the
-        aggregator's scalars and, when due, ``_diagnostics``.
+        Returns ``{"losses": [T], "aux": {...}, "stats": {...}, "applied": bool}``; ``stats``
+        holds the aggregator's scalars and, when due, ``_diagnostics``. If the loss of a task in
+        ``present`` (default: all) is non-finite, nothing is aggregated or written
+        (``applied=False``) and the aggregator's state is untouched: the learner skips the step.
         """
         diag_due = self.diag_every > 0 and self.calls % self.diag_every == 0
-        self.calls += 1
         names = self.shared + self.specific
         if self.jacobian == "vmap":
             grads, losses, aux = per_task_grads(self.module, names, task_loss, batch, extra)
@@ -75,18 +77,24 @@ class SurgeryStep:
                 k = self.params[n].numel()
                 grads[n] = rows[:, off:off + k].view(T, *self.params[n].shape)
                 off += k
+        check = losses if present is None else losses[present]
+        if not bool(torch.isfinite(check).all()):
+            return {"losses": losses, "aux": aux, "stats": {}, "applied": False}
+        self.calls += 1
         blocks = [grads[n] for n in self.shared]
         directions = self.agg.aggregate(blocks, losses if self.agg.needs_losses else None)
         for n, d in zip(self.shared, directions):
-            self.params[n].grad = d  # a fresh tensor per parameter: no copy needed
+            self.params[n].grad = d  # a fresh tensor, or a disjoint slice of one: no copy needed
         for n in self.specific:
             p = self.params[n]
             p.grad = torch.nan_to_num(grads[n]).mean(0)
         stats: dict[str, Any] = dict(self.agg.stats())
         if diag_due:  # from the Gramian: one extra pass over the gradients every diag_every calls
-            blocks64 = [torch.nan_to_num(b.double()) for b in blocks]
-            stats["_diagnostics"] = gramian_diagnostics(block_gramian(blocks64)[0])
-        return {"losses": losses, "aux": aux, "stats": stats}
+            M, good = block_gramian(blocks, torch.float64)
+            diag = gramian_diagnostics(M)
+            diag["grad_norm"][~good.numpy()] = float("nan")  # non-finite gradient: no norm to show
+            stats["_diagnostics"] = diag
+        return {"losses": losses, "aux": aux, "stats": stats, "applied": True}
 
     def state_dict(self) -> dict[str, Any]:
         return {"agg": self.agg.state_dict(), "calls": self.calls}

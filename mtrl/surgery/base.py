@@ -37,12 +37,19 @@ def _rows(b: torch.Tensor) -> torch.Tensor:
     return b.reshape(b.shape[0], -1)
 
 
-def block_gramian(blocks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def block_gramian(blocks: list[torch.Tensor], dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Gramian ``sum_b G_b G_b^T`` (float64 ``[T, T]``) of per-task gradient blocks ``[T, ...]``,
-    and ``good[t]``: row t is finite everywhere. Rows and columns of bad rows are zeroed (the
-    Gramian of the sanitized matrix; finite rows have finite products by Cauchy-Schwarz).
-    The products run in the blocks' dtype: casting ``[T, P]`` to float64 cost more than the solves."""
-    M = sum(_rows(b) @ _rows(b).T for b in blocks).double()
+    and ``good[t]``: row t has a finite squared norm (no NaN/inf entry, and ``||g_t||^2`` does
+    not overflow the product dtype, ~1.8e19 in float32: such a row counts as bad too). Rows and
+    columns of bad rows are zeroed, which leaves the Gramian of the sanitized matrix (for good
+    rows ``|M_ij| <= sqrt(M_ii M_jj)`` stays finite). The products run in the blocks' dtype unless
+    ``dtype`` is given: casting ``[T, P]`` to float64 costs more than any of the T x T solves,
+    so only methods that invert an ill-conditioned Gramian ask for it."""
+    def rows(b: torch.Tensor) -> torch.Tensor:
+        r = _rows(b)
+        return r if dtype is None else r.to(dtype)
+
+    M = sum(rows(b) @ rows(b).T for b in blocks).double()
     good = torch.isfinite(M.diagonal())
     if not bool(good.all()):
         M = torch.where(good[:, None] & good[None, :], M, torch.zeros_like(M))
@@ -64,6 +71,8 @@ class Aggregator:
     needs_losses = False
     #: True if :meth:`weights` (on the Gramian) defines the method; False: :meth:`combine` on G.
     gramian_based = True
+    #: dtype of the Gramian's products (None: the gradients' own, float32 for mtrl's learners).
+    gramian_dtype: torch.dtype | None = None
 
     def __call__(self, G: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         """Combine per-task gradients ``G [T, P]`` (and losses ``[T]``) into a direction ``[P]``."""
@@ -78,11 +87,13 @@ class Aggregator:
         if losses is not None:
             losses = torch.nan_to_num(losses.detach(), nan=0.0, posinf=0.0, neginf=0.0)
         if self.gramian_based:
-            M, good = block_gramian(blocks)
+            M, good = block_gramian(blocks, self.gramian_dtype)
             active = good & (M.diagonal() > 0)
             if not active.any():
                 return [torch.zeros(b.shape[1:], dtype=b.dtype) for b in blocks]
-            w = torch.nan_to_num(self.weights(M, active, losses).double(), nan=0.0, posinf=0.0, neginf=0.0)
+            w = self.weights(M, active, losses).double()
+            # a non-finite weight drops its task (not the whole update); inactive rows get exactly 0
+            w = torch.where(active & torch.isfinite(w), w, torch.zeros_like(w))
             return [torch.nan_to_num(weighted_rows(w, b, good), nan=0.0, posinf=0.0, neginf=0.0) for b in blocks]
         G = torch.cat([_rows(b) for b in blocks], 1) if len(blocks) > 1 else _rows(blocks[0])
         G, active = sanitize(G)
@@ -99,7 +110,8 @@ class Aggregator:
 
     def weights(self, M: torch.Tensor, active: torch.Tensor, losses: torch.Tensor | None) -> torch.Tensor:
         """Gramian-based methods: ``[T]`` weights (float64) with ``d = w^T G``, from ``M = G G^T``
-        (rows of inactive tasks are zero in M); ``active[t]``: task t has a usable gradient."""
+        (rows of inactive tasks are zero in M); ``active[t]``: task t has a usable gradient.
+        Weights of inactive tasks are ignored; a non-finite weight drops that task."""
         raise NotImplementedError
 
     def combine(self, G: torch.Tensor, active: torch.Tensor, losses: torch.Tensor | None) -> torch.Tensor:

@@ -4,7 +4,9 @@
 - fraction of conflicting pairs (``C_ij < 0``, i < j),
 - per-task gradient norm,
 - condition number of G (ratio of largest to smallest non-zero singular value; Aligned-MTL's
-  measure of how unevenly the task gradients span their subspace).
+  measure of how unevenly the task gradients span their subspace). Computed from the float64
+  Gramian's eigenvalues, so singular values below ~``sqrt(10 T eps64)`` (~1e-7) of the largest
+  count as zero: condition numbers up to ~1e7 are measured, beyond that G is rank-deficient here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def diagnostics(G: torch.Tensor) -> dict[str, object]:
 def gramian_diagnostics(M: torch.Tensor) -> dict[str, object]:
     """All four diagnostics from the Gramian ``M = G G^T`` alone (no pass over G): norms are
     ``sqrt(M_ii)``, cosines ``M_ij / (||g_i|| ||g_j||)``, and the singular values of G are the
-    square roots of M's eigenvalues (those below ``1e-12 * max`` count as zero)."""
+    square roots of M's eigenvalues (those below ``10 T eps64 * max``, rounding noise, count as zero)."""
     M = torch.nan_to_num(M.detach().double())
     norms = torch.sqrt(M.diagonal().clamp_min(0.0))
     safe = norms.clamp_min(1e-12)
@@ -32,7 +34,7 @@ def gramian_diagnostics(M: torch.Tensor) -> dict[str, object]:
     pair = cos[iu[0], iu[1]]
     live = (norms[iu[0]] > 0) & (norms[iu[1]] > 0)
     ev = torch.linalg.eigvalsh(M)
-    ev = ev[ev > ev.max() * 1e-12] if ev.numel() and ev.max() > 0 else ev[:0]
+    ev = ev[ev > ev.max() * 10 * T * torch.finfo(torch.float64).eps] if ev.numel() and ev.max() > 0 else ev[:0]
     return {
         "cosine": cos.numpy(),
         "conflict_fraction": float((pair[live] < 0).double().mean()) if live.any() else 0.0,
