@@ -6,7 +6,12 @@ found) ``eval.json`` (`mtrl eval`), the last line of ``eval_history.jsonl`` (eva
 training) or ``summary.json`` (training-episode success). Aggregates follow Agarwal et al.,
 "Deep RL at the Edge of the Statistical Precipice" (NeurIPS 2021), via their library rliable:
 interquartile mean (IQM) and mean over all (run, task) scores, 95% stratified bootstrap
-confidence intervals. Writes ``compare.md``, ``curves.png`` and ``per_task.png``.
+confidence intervals. Two more columns per method: the *area under the curve* (mean success
+averaged over all of a run's evaluations, a learning-speed measure that a single final
+evaluation misses; mean and range over runs), and, for runs trained with
+``diagnostics_every``, the gradient-conflict summary from TensorBoard: the fraction of
+conflicting task pairs averaged over the run and the median condition number, per loss.
+Writes ``compare.md``, ``compare.json``, ``curves.png`` and ``per_task.png``.
 """
 
 from __future__ import annotations
@@ -59,6 +64,28 @@ def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array([e.step for e in ev]), np.array([e.value for e in ev])
 
 
+def conflict_summary(run: Path) -> dict[str, dict[str, float]]:
+    """``{loss: {"conflict_fraction": mean over the run, "condition_number": median}}`` from the
+    run's ``diag/...`` TensorBoard scalars (loss ``all`` for learners with one loss); ``{}`` if none."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    ea.Reload()
+    tags = ea.Tags().get("scalars", [])
+    out: dict[str, dict[str, float]] = {}
+    for tag in tags:
+        if not (tag.startswith("diag/") and tag.endswith("conflict_fraction")):
+            continue
+        prefix = tag[: -len("conflict_fraction")]
+        loss = prefix[len("diag/"):].strip("/") or "all"
+        frac = [e.value for e in ea.Scalars(tag)]
+        cond = [e.value for e in ea.Scalars(prefix + "condition_number")] if prefix + "condition_number" in tags else []
+        cond = [c for c in cond if np.isfinite(c)]
+        out[loss] = {"conflict_fraction": float(np.mean(frac)),
+                     "condition_number": float(np.median(cond)) if cond else float("nan")}
+    return out
+
+
 def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in run_dirs:
@@ -94,7 +121,22 @@ def aggregate(groups: dict[str, list[dict[str, Any]]], reps: int = 2000, seed: i
             "iqm_ci95": [float(ci[m][0, 0]), float(ci[m][1, 0])], "mean": float(point[m][1]),
             "mean_ci95": [float(ci[m][0, 1]), float(ci[m][1, 1])],
             "per_task": dict(zip(tasks, matrices[m].mean(0).tolist())),
-            "sources": sorted({r["source"] for r in groups[m]})} for m in groups}}
+            "sources": sorted({r["source"] for r in groups[m]}),
+            **_extras(groups[m])} for m in groups}}
+
+
+def _extras(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Area under the curve (mean over runs, min, max) and the conflict summary (mean over runs)."""
+    out: dict[str, Any] = {}
+    aucs = [float(np.mean(y)) for y in (curve(r["run"])[1] for r in runs) if len(y)]
+    if aucs:
+        out["auc"], out["auc_range"] = float(np.mean(aucs)), [min(aucs), max(aucs)]
+    summaries = [conflict_summary(r["run"]) for r in runs]
+    losses = sorted({k for s in summaries for k in s})
+    if losses:
+        out["conflict"] = {loss: {key: float(np.nanmean([s[loss][key] for s in summaries if loss in s]))
+                                  for key in ("conflict_fraction", "condition_number")} for loss in losses}
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -106,8 +148,24 @@ def markdown(result: dict[str, Any]) -> str:
         rows.append(f"| {m} | {v['runs']} | {v['iqm']:.3f} [{v['iqm_ci95'][0]:.3f}, {v['iqm_ci95'][1]:.3f}] | "
                     f"{v['mean']:.3f} [{v['mean_ci95'][0]:.3f}, {v['mean_ci95'][1]:.3f}] | "
                     + " | ".join(f"{v['per_task'][t]:.2f}" for t in tasks) + " |")
-    return "\n".join(rows) + "\n\nFinal per-task success; IQM/mean over all (run, task) scores; " \
+    text = "\n".join(rows) + "\n\nFinal per-task success; IQM/mean over all (run, task) scores; " \
         "95% stratified bootstrap CIs (rliable).\n"
+    extra = [(m, v) for m, v in result["methods"].items() if "auc" in v or "conflict" in v]
+    if extra:
+        losses = sorted({k for _, v in extra for k in v.get("conflict", {})})
+        cols = [f"conflicting pairs ({k})" for k in losses] + [f"cond. number ({k})" for k in losses]
+        text += "\n| method | area under curve [min, max over runs] | " + " | ".join(cols) + " |\n"
+        text += "|" + "---|" * (2 + len(cols)) + "\n"
+        for m, v in extra:
+            auc = f"{v['auc']:.3f} [{v['auc_range'][0]:.3f}, {v['auc_range'][1]:.3f}]" if "auc" in v else "-"
+            c = v.get("conflict", {})
+            cells = [f"{c[k]['conflict_fraction']:.2f}" if k in c else "-" for k in losses]
+            cells += [f"{c[k]['condition_number']:.1f}" if k in c else "-" for k in losses]
+            text += f"| {m} | {auc} | " + " | ".join(cells) + " |\n"
+        text += ("\nArea under curve: mean success averaged over all evaluations of a run (learning speed). "
+                 "Conflicting pairs: fraction of task pairs with negative gradient cosine, averaged over the "
+                 "run's diagnostics; condition number of the task-gradient matrix, median over the run.\n")
+    return text
 
 
 def plots(groups: dict[str, list[dict[str, Any]]], result: dict[str, Any], out: Path) -> None:

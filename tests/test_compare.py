@@ -64,3 +64,31 @@ def test_compare_cli_writes_outputs_and_rejects_mixed_sets(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mtrl.cli", "compare", tmp_path / "r0", other], capture_output=True,
                        text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and "compare runs of one task set" in p.stderr
+
+
+def test_compare_area_under_curve_and_conflict_summary(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from mtrl.compare import markdown
+
+    dirs = []
+    for s, scores in enumerate([[1, 0, 1, 0], [1, 1, 1, 0]]):
+        run = tmp_path / f"pc{s}"
+        _run(run, "pcgrad", s, scores)
+        with SummaryWriter(str(run)) as w:
+            for step, (frac, cond) in enumerate([(0.5, 2.0), (0.0, 4.0), (0.25, 100.0)]):
+                w.add_scalar("diag/critic/conflict_fraction", frac + 0.25 * s, step)
+                w.add_scalar("diag/critic/condition_number", cond, step)
+        dirs.append(run)
+    _run(tmp_path / "m0", "mean", 0, [0, 0, 1, 0])
+    dirs.append(tmp_path / "m0")
+    res = aggregate(collect(dirs), reps=100)
+    pc, mean = res["methods"]["mtsac+pcgrad"], res["methods"]["mtsac"]
+    # eval_history holds mean_success * k / 3 for k = 1..3: its average is 2/3 of the final mean
+    assert np.isclose(pc["auc"], np.mean([0.5, 0.75]) * 2 / 3) and np.isclose(mean["auc"], 0.25 * 2 / 3)
+    assert pc["auc_range"] == [0.5 * 2 / 3, 0.75 * 2 / 3]
+    assert np.isclose(pc["conflict"]["critic"]["conflict_fraction"], np.mean([0.25, 0.5]))
+    assert np.isclose(pc["conflict"]["critic"]["condition_number"], 4.0)
+    assert "conflict" not in mean
+    md = markdown(res)
+    assert "conflicting pairs (critic)" in md and "| mtsac | 0.167" in md
