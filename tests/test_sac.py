@@ -183,3 +183,23 @@ def test_old_ensemble_critic_checkpoints_load():
     new_st = fresh.critic_opt.state_dict()["state"]
     for i in range(len(names)):
         torch.testing.assert_close(new_st[i]["exp_avg_sq"], st[i]["exp_avg_sq"])
+
+
+def test_surgery_path_with_mean_matches_plain_updates():
+    """MT-SAC's vmapped per-task path (forced by diagnostics) with ``mean`` follows the plain
+    backward path: same critic and actor after several updates, same logged losses."""
+    T, n, D, A = 3, 8, 6, 2
+    r = np.random.default_rng(0)
+    batches = [{"obs": r.normal(size=(T * n, D)).astype(np.float32),
+                "actions": r.uniform(-1, 1, (T * n, A)).astype(np.float32),
+                "rewards": r.normal(size=T * n).astype(np.float32), "next_obs": r.normal(size=(T * n, D)).astype(np.float32),
+                "terminated": np.zeros(T * n, np.float32), "task_ids": np.repeat(np.arange(T), n)} for _ in range(4)]
+    cfg = SACConfig(hidden=[16, 16], batch_per_task=n)
+    agents = [MTSAC(cfg, D, T, gym.spaces.Box(-1, 1, (A,), np.float32), seed=0, diagnostics_every=d) for d in (0, 1)]
+    outs = [[a.update(b) for b in batches] for a in agents]
+    assert "_diagnostics/critic" in outs[1][-1] and "_diagnostics/critic" not in outs[0][-1]
+    for k in ("loss/critic", "loss/actor", "sac/entropy"):
+        np.testing.assert_allclose(outs[0][-1][k], outs[1][-1][k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for net in ("critic", "actor"):
+        for p, q in zip(getattr(agents[0], net).parameters(), getattr(agents[1], net).parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
