@@ -198,6 +198,9 @@ def test_surgery_path_with_mean_matches_plain_updates():
     agents = [MTSAC(cfg, D, T, gym.spaces.Box(-1, 1, (A,), np.float32), seed=0, diagnostics_every=d) for d in (0, 1)]
     outs = [[a.update(b) for b in batches] for a in agents]
     assert "_diagnostics/critic" in outs[1][-1] and "_diagnostics/critic" not in outs[0][-1]
+    every2 = MTSAC(cfg, D, T, gym.spaces.Box(-1, 1, (A,), np.float32), seed=0, diagnostics_every=2)
+    logged = ["_diagnostics/critic" in every2.update(b) for b in batches]  # the plain path counts too
+    assert logged == [True, False, True, False]
     for k in ("loss/critic", "loss/actor", "sac/entropy"):
         np.testing.assert_allclose(outs[0][-1][k], outs[1][-1][k], rtol=1e-5, atol=1e-6, err_msg=k)
     for net in ("critic", "actor"):

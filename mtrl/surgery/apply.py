@@ -46,10 +46,15 @@ class SurgeryStep:
         self.specific = [n for n, _ in named if n in specific]
         self.params = dict(named)
         self.calls = 0
+        self._diag_due: bool | None = None  # set by active() for the update in progress
 
     def active(self) -> bool:
-        """Whether the next call needs the Jacobian (surgery, or diagnostics due)."""
-        return not isinstance(self.agg, Mean) or (self.diag_every > 0 and self.calls % self.diag_every == 0)
+        """Whether this update needs the Jacobian (surgery, or diagnostics due). Learners call it
+        once per update, plain or not: it advances the diagnostics schedule (``calls`` counts
+        updates, so ``surgery: mean`` logs diagnostics every ``diagnostics_every`` updates too)."""
+        self._diag_due = self.diag_every > 0 and self.calls % self.diag_every == 0
+        self.calls += 1
+        return not isinstance(self.agg, Mean) or self._diag_due
 
     def __call__(self, task_loss: Callable, batch: dict[str, torch.Tensor], extra: tuple = (),
                  present: torch.Tensor | None = None) -> dict[str, Any]:
@@ -61,7 +66,10 @@ class SurgeryStep:
         ``present`` (default: all) is non-finite, nothing is aggregated or written
         (``applied=False``) and the aggregator's state is untouched: the learner skips the step.
         """
-        diag_due = self.diag_every > 0 and self.calls % self.diag_every == 0
+        diag_due, self._diag_due = self._diag_due, None
+        counted = diag_due is not None  # True: active() already counted this update
+        if not counted:  # called directly, without active()
+            diag_due = self.diag_every > 0 and self.calls % self.diag_every == 0
         names = self.shared + self.specific
         if self.jacobian == "vmap":
             grads, losses, aux = per_task_grads(self.module, names, task_loss, batch, extra)
@@ -80,7 +88,8 @@ class SurgeryStep:
         check = losses if present is None else losses[present]
         if not bool(torch.isfinite(check).all()):
             return {"losses": losses, "aux": aux, "stats": {}, "applied": False}
-        self.calls += 1
+        if not counted:
+            self.calls += 1
         blocks = [grads[n] for n in self.shared]
         directions = self.agg.aggregate(blocks, losses if self.agg.needs_losses else None)
         for n, d in zip(self.shared, directions):
