@@ -180,7 +180,7 @@ def plots(groups: dict[str, list[dict[str, Any]]], result: dict[str, Any], out: 
         cs = [c for c in cs if len(c[0])]
         if not cs:
             continue
-        grid = np.linspace(0, min(c[0].max() for c in cs), 100)
+        grid = np.linspace(max(c[0].min() for c in cs), min(c[0].max() for c in cs), 100)  # no extrapolation
         ys = np.array([np.interp(grid, *c) for c in cs])
         ax.plot(grid, ys.mean(0), color=f"C{i}", label=f"{m} ({len(cs)} runs)")
         if len(cs) > 1:
