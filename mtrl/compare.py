@@ -53,7 +53,9 @@ def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
     hist = run / "eval_history.jsonl"
     if hist.is_file() and hist.read_text().strip():
         rows = [json.loads(line) for line in hist.read_text().strip().splitlines()]
-        return np.array([r["step"] for r in rows]), np.array([r["mean_success"] for r in rows])
+        by_step = {r["step"]: r["mean_success"] for r in rows}  # a resumed run repeats steps: keep the last
+        steps = np.array(sorted(by_step))
+        return steps, np.array([by_step[k] for k in steps])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(run), size_guidance={"scalars": 0})
@@ -128,15 +130,28 @@ def aggregate(groups: dict[str, list[dict[str, Any]]], reps: int = 2000, seed: i
 def _extras(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Area under the curve (mean over runs, min, max) and the conflict summary (mean over runs)."""
     out: dict[str, Any] = {}
-    aucs = [float(np.mean(y)) for y in (curve(r["run"])[1] for r in runs) if len(y)]
+    # evaluation curves only: training-episode windows measure something else (stochastic policy)
+    aucs = [float(np.mean(curve(r["run"])[1])) for r in runs if _has_evals(r["run"])]
     if aucs:
-        out["auc"], out["auc_range"] = float(np.mean(aucs)), [min(aucs), max(aucs)]
+        out["auc"], out["auc_range"], out["auc_runs"] = float(np.mean(aucs)), [min(aucs), max(aucs)], len(aucs)
     summaries = [conflict_summary(r["run"]) for r in runs]
     losses = sorted({k for s in summaries for k in s})
     if losses:
-        out["conflict"] = {loss: {key: float(np.nanmean([s[loss][key] for s in summaries if loss in s]))
-                                  for key in ("conflict_fraction", "condition_number")} for loss in losses}
+        out["conflict"] = {loss: {"runs": sum(loss in s for s in summaries),
+                                  **{key: _finite_mean([s[loss][key] for s in summaries if loss in s])
+                                     for key in ("conflict_fraction", "condition_number")}} for loss in losses}
     return out
+
+
+def _has_evals(run: Path) -> bool:
+    hist = run / "eval_history.jsonl"
+    return hist.is_file() and bool(hist.read_text().strip())
+
+
+def _finite_mean(xs: list[float]) -> float | None:
+    """Mean of the finite values; None (JSON null) if there is none."""
+    xs = [x for x in xs if np.isfinite(x)]
+    return float(np.mean(xs)) if xs else None
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -157,12 +172,21 @@ def markdown(result: dict[str, Any]) -> str:
         text += "\n| method | area under curve [min, max over runs] | " + " | ".join(cols) + " |\n"
         text += "|" + "---|" * (2 + len(cols)) + "\n"
         for m, v in extra:
-            auc = f"{v['auc']:.3f} [{v['auc_range'][0]:.3f}, {v['auc_range'][1]:.3f}]" if "auc" in v else "-"
+            auc = "-"
+            if "auc" in v:
+                auc = f"{v['auc']:.3f} [{v['auc_range'][0]:.3f}, {v['auc_range'][1]:.3f}]"
+                auc += f" ({v['auc_runs']} runs)" if v["auc_runs"] != v["runs"] else ""
             c = v.get("conflict", {})
-            cells = [f"{c[k]['conflict_fraction']:.2f}" if k in c else "-" for k in losses]
-            cells += [f"{c[k]['condition_number']:.1f}" if k in c else "-" for k in losses]
+
+            def cell(k: str, key: str, fmt: str, c=c, v=v) -> str:
+                if k not in c or c[k][key] is None:
+                    return "-"
+                return format(c[k][key], fmt) + (f" ({c[k]['runs']} runs)" if c[k]["runs"] != v["runs"] else "")
+
+            cells = [cell(k, "conflict_fraction", ".2f") for k in losses] + [cell(k, "condition_number", ".1f") for k in losses]
             text += f"| {m} | {auc} | " + " | ".join(cells) + " |\n"
-        text += ("\nArea under curve: mean success averaged over all evaluations of a run (learning speed). "
+        text += ("\nArea under curve: mean success averaged over all deterministic evaluations of a run "
+                 "(learning speed; runs without evaluations during training are left out). "
                  "Conflicting pairs: fraction of task pairs with negative gradient cosine, averaged over the "
                  "run's diagnostics; condition number of the task-gradient matrix, median over the run.\n")
     return text

@@ -92,3 +92,12 @@ def test_compare_area_under_curve_and_conflict_summary(tmp_path):
     assert "conflict" not in mean
     md = markdown(res)
     assert "conflicting pairs (critic)" in md and "| mtsac | 0.167" in md
+    # a resumed run repeats steps (kept once, last value wins); a run without evaluations during
+    # training is left out of the area under the curve and the count says so
+    with open(tmp_path / "m0" / "eval_history.jsonl", "a") as f:
+        f.write(json.dumps({"step": 3000, "mean_success": 0.25, "success": {}}) + "\n")
+    _run(tmp_path / "m1", "mean", 1, [1, 1, 1, 1], history=False)
+    res = aggregate(collect([*dirs, tmp_path / "m1"]), reps=100)
+    mean = res["methods"]["mtsac"]
+    assert np.isclose(mean["auc"], 0.25 * 2 / 3) and mean["auc_runs"] == 1 and mean["runs"] == 2
+    assert "(1 runs)" in markdown(res)

@@ -183,6 +183,15 @@ def test_old_ensemble_critic_checkpoints_load():
     new_st = fresh.critic_opt.state_dict()["state"]
     for i in range(len(names)):
         torch.testing.assert_close(new_st[i]["exp_avg_sq"], st[i]["exp_avg_sq"])
+    # and training goes on exactly as the original agent (Adam's per-parameter step counters intact)
+    nb = {"obs": r.normal(size=(4, 5)).astype(np.float32), "actions": r.uniform(-1, 1, (4, 2)).astype(np.float32),
+          "rewards": np.ones(4, np.float32), "next_obs": r.normal(size=(4, 5)).astype(np.float32),
+          "terminated": np.zeros(4, np.float32), "task_ids": np.zeros(4, np.int64)}
+    fresh.gen.set_state(agent.gen.get_state())
+    agent.update(nb)
+    fresh.update(nb)
+    for p, q in zip(agent.critic.parameters(), fresh.critic.parameters()):
+        torch.testing.assert_close(p, q)
 
 
 def test_surgery_path_with_mean_matches_plain_updates():

@@ -157,6 +157,12 @@ def test_gcond_zones_and_arbiter():
     restored = S.get("gcond", dominance=1, max_iters=1)
     restored.load_state_dict(dom.state_dict())
     torch.testing.assert_close(restored(torch.stack([g1, g2])), dom(torch.stack([g1, g2])))
+    G = torch.tensor([[1.0, 0.0], [-1.0, 0.05]])
+    for scale in (1e-5, 1e3):  # scale-free: the direction scales with the gradients
+        torch.testing.assert_close(S.get("gcond")(G * scale), S.get("gcond")(G) * scale)
+    old = S.get("gcond")
+    old.load_state_dict({"acc": torch.zeros(2, 2)})  # checkpoint of the earlier GCond: fresh state
+    torch.testing.assert_close(old(G), S.get("gcond")(G))
     with pytest.raises(MtrlError, match="thresholds"):
         S.get("gcond", thresholds=(0.0, -0.5, -0.8))
 

@@ -81,8 +81,9 @@ def upgrade_ensemble_critic_opt(opt_sd: dict, names: list[str]) -> dict:
         keys = [k for k, v in next(iter(old_state.values())).items() if torch.is_tensor(v) and v.dim() > 0]
         moved = {k: upgrade_ensemble_critic({n: st[k] for n, st in old_state.items()}) for k in keys}
         for i, n in enumerate(names):
-            state[i] = {**{k: v for k, v in old_state["head.weight"].items() if k not in keys},
-                        **{k: moved[k][n] for k in keys}}
+            # scalars (Adam's ``step``) copied per parameter: Adam increments them in place
+            state[i] = {**{k: (v.clone() if torch.is_tensor(v) else v) for k, v in old_state["head.weight"].items()
+                           if k not in keys}, **{k: moved[k][n] for k in keys}}
     return {"state": state, "param_groups": [{**group, "params": list(range(len(names)))}]}
 
 

@@ -52,9 +52,11 @@ class SurgeryStep:
         """Whether this update needs the Jacobian (surgery, or diagnostics due). Learners call it
         once per update, plain or not: it advances the diagnostics schedule (``calls`` counts
         updates, so ``surgery: mean`` logs diagnostics every ``diagnostics_every`` updates too)."""
-        self._diag_due = self.diag_every > 0 and self.calls % self.diag_every == 0
+        due = self.diag_every > 0 and self.calls % self.diag_every == 0
         self.calls += 1
-        return not isinstance(self.agg, Mean) or self._diag_due
+        needed = not isinstance(self.agg, Mean) or due
+        self._diag_due = due if needed else None  # a plain update leaves no flag for a later direct call
+        return needed
 
     def __call__(self, task_loss: Callable, batch: dict[str, torch.Tensor], extra: tuple = (),
                  present: torch.Tensor | None = None) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class GCond(Aggregator):
             X, prev_norm = (G @ self.prev.T).double(), self.prev.double().norm(dim=1)  # X_kj = g_k . prev_j
         C = torch.eye(T, dtype=torch.float64)
         idx = torch.nonzero(active).flatten().tolist()
+        tiny = self.eps * float(M.diagonal().max())  # relative: GCond must not depend on the gradients' scale
         self.resolved = 0
         for _ in range(self.max_iters):
             K = C @ M @ C.T  # Gramian of the current rows C G
@@ -99,21 +100,22 @@ class GCond(Aggregator):
             best, pair = self.th[2] - 1e-6, None  # tolerance: projected-off pairs have cos ~ -1e-17
             for a, i in enumerate(idx):
                 for j in idx[a + 1:]:
-                    if K[i, i] < self.eps or K[j, j] < self.eps:
+                    if K[i, i] <= tiny or K[j, j] <= tiny:
                         continue
-                    c = float(K[i, j] / (n[i] * n[j] + self.eps))
+                    c = float(K[i, j] / (n[i] * n[j]))
                     if c < best:
                         best, pair = c, (i, j)
             if pair is None:
                 break
-            stab = (C @ X).diagonal() / (n * prev_norm + self.eps)  # S_i = cos(current_i, prev_i)
+            denom = n * prev_norm
+            stab = torch.where(denom > 0, (C @ X).diagonal() / denom.clamp_min(1e-300), torch.zeros_like(denom))  # S_i
             w, l_ = self._arbiter(*pair, stab, n)
             self.hist = (self.hist + [w])[-max(self.dominance, 1):]
             alpha = self._alpha(best)
             s_w, s_l = math.sin(alpha), math.sin(min(alpha, math.pi / 2))
             dot, cw, cl = K[w, l_], C[w].clone(), C[l_].clone()
-            C[w] = cw - s_w * dot / (K[l_, l_] + self.eps) * cl
-            C[l_] = cl - s_l * dot / (K[w, w] + self.eps) * cw
+            C[w] = cw - s_w * dot / K[l_, l_] * cl  # both norms > tiny: selected pairs only
+            C[l_] = cl - s_l * dot / K[w, w] * cw
             self.resolved += 1
         R = C.to(G.dtype) @ G
         self.prev = R
@@ -131,5 +133,6 @@ class GCond(Aggregator):
         return {"prev": self.prev, "ema": self.ema, "hist": list(self.hist), "m": self.m, "t": self.t}
 
     def load_state_dict(self, state):
-        self.prev, self.ema, self.hist = state["prev"], state["ema"], list(state["hist"])
-        self.m, self.t = state["m"], state["t"]
+        # checkpoints of the earlier (non-paper) GCond hold only "acc": start the paper's state afresh
+        self.prev, self.ema, self.hist = state.get("prev"), state.get("ema"), list(state.get("hist", []))
+        self.m, self.t = state.get("m"), state.get("t", 0)
