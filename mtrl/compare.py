@@ -48,14 +48,22 @@ def final_scores(run: Path) -> tuple[dict[str, float], str]:
     raise MtrlError(f"{run} has no eval.json, eval_history.jsonl or summary.json; run `mtrl eval {run}` first")
 
 
+def eval_curve(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean success over tasks vs env steps from the evaluations during training; None if none."""
+    hist = run / "eval_history.jsonl"
+    text = hist.read_text().strip() if hist.is_file() else ""
+    if not text:
+        return None
+    by_step = {r["step"]: r["mean_success"] for r in map(json.loads, text.splitlines())}  # resumed: keep the last
+    steps = np.array(sorted(by_step))
+    return steps, np.array([by_step[k] for k in steps])
+
+
 def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
     """Mean success over tasks vs env steps: evaluations if any, else the training-episode window."""
-    hist = run / "eval_history.jsonl"
-    if hist.is_file() and hist.read_text().strip():
-        rows = [json.loads(line) for line in hist.read_text().strip().splitlines()]
-        by_step = {r["step"]: r["mean_success"] for r in rows}  # a resumed run repeats steps: keep the last
-        steps = np.array(sorted(by_step))
-        return steps, np.array([by_step[k] for k in steps])
+    ev = eval_curve(run)
+    if ev is not None:
+        return ev
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(run), size_guidance={"scalars": 0})
@@ -131,7 +139,7 @@ def _extras(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Area under the curve (mean over runs, min, max) and the conflict summary (mean over runs)."""
     out: dict[str, Any] = {}
     # evaluation curves only: training-episode windows measure something else (stochastic policy)
-    aucs = [float(np.mean(curve(r["run"])[1])) for r in runs if _has_evals(r["run"])]
+    aucs = [float(np.mean(c[1])) for c in (eval_curve(r["run"]) for r in runs) if c is not None]
     if aucs:
         out["auc"], out["auc_range"], out["auc_runs"] = float(np.mean(aucs)), [min(aucs), max(aucs)], len(aucs)
     summaries = [conflict_summary(r["run"]) for r in runs]
@@ -141,11 +149,6 @@ def _extras(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                   **{key: _finite_mean([s[loss][key] for s in summaries if loss in s])
                                      for key in ("conflict_fraction", "condition_number")}} for loss in losses}
     return out
-
-
-def _has_evals(run: Path) -> bool:
-    hist = run / "eval_history.jsonl"
-    return hist.is_file() and bool(hist.read_text().strip())
 
 
 def _finite_mean(xs: list[float]) -> float | None:

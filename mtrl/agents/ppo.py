@@ -172,9 +172,9 @@ class MTPPO:
                 surgery = self.surgery.active()
                 if surgery:  # per-task gradients; losses and statistics come from the same vmapped pass
                     rows, mask = group_by_task(t, self.num_tasks)
-                    tb = {"obs": obs[idx][rows], "tids": t[rows], "acts": acts[idx][rows],
-                          "old_logp": old_logp[idx][rows], "adv": a.detach()[rows], "ret": ret_t[idx][rows],
-                          "mask": mask.float()}
+                    sel = idx[rows]  # [T, n_max] rollout rows: one gather per field
+                    tb = {"obs": obs[sel], "tids": t[rows], "acts": acts[sel], "old_logp": old_logp[sel],
+                          "adv": a.detach()[rows], "ret": ret_t[sel], "mask": mask.float()}
                     res = self.surgery(_ppo_task_loss, tb, (cfg,), present=mask.any(1))
                     task_loss, part_sums, counts = res["losses"], res["aux"], mask.sum(1).float()
                     surgery_out = res["stats"]

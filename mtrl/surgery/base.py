@@ -45,11 +45,10 @@ def block_gramian(blocks: list[torch.Tensor], dtype: torch.dtype | None = None) 
     rows ``|M_ij| <= sqrt(M_ii M_jj)`` stays finite). The products run in the blocks' dtype unless
     ``dtype`` is given: casting ``[T, P]`` to float64 costs more than any of the T x T solves,
     so only methods that invert an ill-conditioned Gramian ask for it."""
-    def rows(b: torch.Tensor) -> torch.Tensor:
-        r = _rows(b)
-        return r if dtype is None else r.to(dtype)
-
-    M = sum(rows(b) @ rows(b).T for b in blocks).double()
+    M = torch.zeros(blocks[0].shape[0], blocks[0].shape[0], dtype=torch.float64)
+    for b in blocks:
+        r = _rows(b) if dtype is None else _rows(b).to(dtype)  # one cast per block
+        M += r @ r.T
     good = torch.isfinite(M.diagonal())
     if not bool(good.all()):
         M = torch.where(good[:, None] & good[None, :], M, torch.zeros_like(M))
