@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default=None, help="Ray cluster to join ('auto' or host:port); default: local cluster")
     s.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
     s.set_defaults(func=_cmd_train)
-    s = sub.add_parser("eval", help="evaluate a run's policy: per-task success with 95% intervals")
+    s = sub.add_parser("eval", help="evaluate a run's policy: per-task success with 95%% intervals")
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest)")
     s.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
