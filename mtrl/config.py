@@ -37,6 +37,9 @@ class TrainConfig:
     surgery: str = "mean"  # how per-task gradients combine (see mtrl.surgery.names())
     surgery_args: dict[str, Any] = field(default_factory=dict)  # e.g. {c: 0.9} for cagrad
     diagnostics_every: int = 0  # updates between gradient-conflict diagnostics (0: off)
+    curriculum: str | None = None  # task scheduler (see mtrl.curriculum.names()); None: fixed balanced slots
+    curriculum_args: dict[str, Any] = field(default_factory=dict)  # e.g. {tau: 0.2} for success
+    task_graph: dict[str, list[str]] = field(default_factory=dict)  # env preset: task -> tasks it leads to
     sac: SACConfig = field(default_factory=SACConfig)
     total_steps: int = 200_000  # environment steps summed over all tasks
     seed: int = 0
@@ -131,13 +134,28 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _merge_preset(cfg: DictConfig, name: str, kind: str, chain: tuple[Path, ...] = ()) -> DictConfig:
+    """Merge one preset; ``base: OTHER`` inside it merges preset OTHER (same kind) first."""
+    path = resolve_preset(name, kind)
+    if path.resolve() in chain:
+        raise MtrlError(f"preset {path} names itself as a base (through {' -> '.join(map(str, chain))})")
+    data = _load_yaml(path)
+    parent = data.pop("base", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise MtrlError(f"`base` in {path} must name one preset, got {parent!r}")
+        try:
+            cfg = _merge_preset(cfg, parent, kind, (*chain, path.resolve()))
+        except MtrlError as exc:
+            raise MtrlError(f"{exc} (base of {path})") from None
+    return _merge(cfg, data, str(path))
+
+
 def build_config(presets: list[str], overrides: list[str], base: DictConfig | None = None) -> DictConfig:
     """Merge defaults (or ``base``), env/agent presets and overrides, then validate."""
     cfg = base if base is not None else OmegaConf.structured(TrainConfig)
     for i, name in enumerate(presets):
-        kind = "envs" if i == 0 else "agents"
-        path = resolve_preset(name, kind)
-        cfg = _merge(cfg, _load_yaml(path), str(path))
+        cfg = _merge_preset(cfg, name, "envs" if i == 0 else "agents")
     cfg = _merge(cfg, parse_overrides(overrides), "command-line overrides")
     validate(cfg)
     return cfg
@@ -181,6 +199,11 @@ def validate(cfg: DictConfig) -> None:
     from mtrl.envs import get
 
     tasks = get(cfg.taskset if not cfg.tasks else "custom", list(cfg.tasks) or None).tasks(cfg.split)
+    if cfg.curriculum is not None:
+        from mtrl import curriculum
+
+        curriculum.get(cfg.curriculum, [t.name for t in tasks], OmegaConf.to_container(cfg.task_graph),
+                       **OmegaConf.to_container(cfg.curriculum_args))  # bad name / arguments / graph -> MtrlError
     if cfg.algo == "mtsac":
         _validate_sac(cfg, len(tasks))
 

@@ -82,26 +82,13 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
     intervals, for the training tasks and, for a policy trained without task one-hots on a set
     with held-out tasks (ML10/ML45), for the test tasks too.
     """
-    from pathlib import Path
-
-    from mtrl import checkpoint as ckpt_mod
-    from mtrl import config as config_mod
     from mtrl.envs import make
     from mtrl.errors import MtrlError, choices
-    from mtrl.train import build_agent, env_kwargs
+    from mtrl.runs import env_kwargs, load_run
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise MtrlError(f"{run_dir} is not a run folder (no config.yaml)")
-    cfg = config_mod.load(run_dir / "config.yaml")
-    path = Path(checkpoint_path) if checkpoint_path else ckpt_mod.latest(run_dir)
-    if not path.is_file():
-        raise MtrlError(f"checkpoint {path} does not exist; see {run_dir / 'checkpoints'}")
-    state = ckpt_mod.load(path)
+    run = load_run(run_dir, checkpoint_path)
+    cfg, agent, probe, path = run.cfg, run.agent, run.probe, run.checkpoint
     seed = cfg.seed + 20_000 if seed is None else seed
-    probe = make(**env_kwargs(cfg))
-    agent = build_agent(cfg, probe)
-    agent.load_state_dict(state["agent"])
     splits = [("train", probe.task_names)]
     if not cfg.one_hot and probe.taskset.test and cfg.split == "train":
         splits.append(("test", [t.name for t in probe.taskset.test]))
@@ -110,7 +97,7 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
         bad = [t for t in tasks if t not in every]
         if bad:
             raise MtrlError(f"task {bad[0]!r} is not in the run's task set; valid tasks: {choices(every)}")
-    result: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(path), "step": state["step"],
+    result: dict[str, Any] = {"run_dir": str(run.run_dir), "checkpoint": str(path), "step": run.step,
                               "episodes_per_task": episodes, "seed": seed, "deterministic": True,
                               "success_definition": "success at any step of the episode (Meta-World convention)",
                               "tasks": {}}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,39 +23,33 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mtrl import checkpoint
+from mtrl import checkpoint, curriculum
 from mtrl import config as config_mod
-from mtrl.agents import ALGORITHMS
 from mtrl.buffers import PerTaskReplay
 from mtrl.envs import make
 from mtrl.errors import MtrlError
 from mtrl.evaluate import evaluate
 from mtrl.logging import EpisodeStats, Logger
+from mtrl.rewards import RewardModel
 from mtrl.runners import RunnerPool
+from mtrl.runs import build_agent, default_run_dir, env_kwargs
+
+__all__ = ["Trainer", "build_agent", "env_kwargs", "train"]
 
 
-def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """Arguments of :func:`mtrl.envs.make` for this config (without ``slots``)."""
-    return dict(taskset="custom" if cfg.tasks else cfg.taskset, tasks=list(cfg.tasks) or None,
-                envs_per_task=cfg.envs_per_task, seed=cfg.seed, split=cfg.split,
-                max_episode_steps=cfg.max_episode_steps, one_hot=cfg.one_hot)
+def learner_task_stats(out: dict[str, Any], num_tasks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-task (loss, error magnitude) from a learner's update output, NaN where unknown.
 
-
-def default_run_dir(cfg: DictConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = (cfg.taskset if not cfg.tasks else "custom").replace("/", "-").replace(":", "-")
-    return Path("runs") / f"{name}_{cfg.algo}_s{cfg.seed}_{stamp}"
-
-
-def build_agent(cfg: DictConfig, env) -> Any:
-    """The learner named by ``cfg.algo`` with its config section (``cfg.ppo``, ``cfg.sac``)."""
-    cls, section = ALGORITHMS[cfg.algo]
-    try:
-        return cls(OmegaConf.to_object(cfg[section]), env.obs_dim, env.num_tasks, env.single_action_space,
-                   seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
-                   diagnostics_every=cfg.diagnostics_every)
-    except ValueError as exc:
-        raise MtrlError(str(exc)) from None
+    MT-PPO: the PPO task loss and the mean |GAE|; MT-SAC: the critic loss and the RMS TD error
+    (the critic loss is 1/2 (Q1 - y)^2 + 1/2 (Q2 - y)^2 averaged, so sqrt(loss) is the RMS TD).
+    """
+    nan = np.full(num_tasks, np.nan)
+    if "ppo/abs_gae" in out:
+        return np.asarray(out.get("loss/task", nan), np.float64), np.asarray(out["ppo/abs_gae"], np.float64)
+    if "loss/critic" in out:
+        loss = np.asarray(out["loss/critic"], np.float64)
+        return loss, np.sqrt(np.maximum(loss, 0.0))
+    return nan, nan
 
 
 class Trainer:
@@ -76,6 +69,15 @@ class Trainer:
         self.replay: PerTaskReplay | None = None
         self._update_credit = 0.0
         self._rounds = 0
+        self.iterations = 0
+        self.task_steps = np.zeros(probe.num_tasks, np.int64)  # env steps per task so far
+        # The two seams of the loop: a task scheduler (curriculum) that sets the runners' task
+        # weights after each iteration, and a reward model that relabels experience (imitation).
+        self.curriculum = None if cfg.curriculum is None else curriculum.get(
+            cfg.curriculum, self.task_names, OmegaConf.to_container(cfg.task_graph),
+            **OmegaConf.to_container(cfg.curriculum_args))
+        self.task_weights: np.ndarray | None = None  # what the runners sample tasks from (None: fixed slots)
+        self.reward_model: RewardModel | None = None
         if not self.agent.on_policy:
             shape = probe.single_action_space.shape
             self.replay = PerTaskReplay(probe.num_tasks, cfg.sac.buffer_per_task, probe.obs_dim, int(np.prod(shape)))
@@ -95,6 +97,10 @@ class Trainer:
         return {"step": self.step, "agent": self.agent.state_dict(), "stats": self.stats.state_dict(),
                 "rng": checkpoint.rng_state(), "replay_rng": self.rng.bit_generator.state,
                 "update_credit": self._update_credit, "rounds": self._rounds,
+                "iterations": self.iterations, "task_steps": self.task_steps.copy(),
+                "curriculum": None if self.curriculum is None else self.curriculum.state_dict(),
+                "task_weights": self.task_weights,
+                "reward_model": None if self.reward_model is None else self.reward_model.state_dict(),
                 "config": OmegaConf.to_container(self.cfg),
                 "runners": self.pool.get_state() if self.save_env else None}
 
@@ -118,10 +124,19 @@ class Trainer:
         checkpoint.set_rng_state(s["rng"])
         self.rng.bit_generator.state = s["replay_rng"]
         self._update_credit, self._rounds = s["update_credit"], s["rounds"]
+        self.iterations = s.get("iterations", 0)  # absent in checkpoints written before curricula
+        self.task_steps = np.asarray(s.get("task_steps", self.task_steps))
+        if self.curriculum is not None and s.get("curriculum") is not None:
+            self.curriculum.load_state_dict(s["curriculum"])
+        if self.reward_model is not None and s.get("reward_model") is not None:
+            self.reward_model.load_state_dict(s["reward_model"])
         if s.get("runners") is not None:
             self.pool.set_state(s["runners"])
         else:
             print("note: the checkpoint holds no env state; episodes in progress restart", flush=True)
+        self.task_weights = s.get("task_weights")
+        if self.task_weights is not None:  # env state may be absent (Meta-World): send them again
+            self.pool.set_task_weights(self.task_weights)
         if self.replay is not None:
             buf = path.parent / f"replay_{self.step:012d}.npz"
             if buf.is_file():
@@ -135,9 +150,10 @@ class Trainer:
     def on_policy_iteration(self) -> tuple[int, dict[str, Any], dict[str, float]]:
         n = self.cfg.ppo.num_steps
         t0 = time.time()
-        rollout = self.pool.sample(n, self.agent.policy_state())
+        rollout = self.relabel(self.pool.sample(n, self.agent.policy_state()), "rollout")
         t1 = time.time()
         out = self.agent.update(rollout, progress=self.step / self.cfg.total_steps)
+        out["_task_steps"] = np.bincount(rollout["task_ids"].ravel(), minlength=len(self.task_names))
         return n * self.total_slots, {**out, "_episodes": rollout["episodes"]}, {
             "perf/sample_s": t1 - t0, "perf/update_s": time.time() - t1}
 
@@ -158,7 +174,7 @@ class Trainer:
             self._update_credit -= n_updates
             diag: dict[str, Any] = {}
             for _ in range(n_updates):
-                out = self.agent.update(self.replay.sample(self.agent.per_task, self.rng))
+                out = self.agent.update(self.relabel(self.replay.sample(self.agent.per_task, self.rng), "batch"))
                 diag.update({k: v for k, v in out.items() if k.startswith("_diagnostics")})
             out.update(diag)  # the latest diagnostics of this round, whichever update computed them
         t2 = time.time()
@@ -166,9 +182,38 @@ class Trainer:
         self.replay.add(data["task_ids"], data["obs"], data["actions"], data["rewards"], data["next_obs"],
                         data["terminated"])
         t3 = time.time()
+        out["_task_steps"] = np.bincount(data["task_ids"], minlength=len(self.task_names))
         return sac.collect_steps * self.total_slots, {**out, "_episodes": data["episodes"]}, {
             "perf/update_s": t2 - t1, "perf/sample_wait_s": (t1 - t0) + (t3 - t2), "replay/size": len(self.replay),
             "sac/updates": self.agent.updates}
+
+    # ------------------------------------------------------------------ seams
+    def relabel(self, data: dict[str, Any], kind: str) -> dict[str, Any]:
+        """The reward seam: a reward model rewrites ``rewards`` before the learner sees them."""
+        return data if self.reward_model is None else self.reward_model.relabel(data, kind)
+
+    def schedule(self, out: dict[str, Any], new: dict[int, np.ndarray]) -> dict[str, Any]:
+        """The curriculum seam: per-task statistics in, task weights out to every runner.
+
+        Returns what to log (the weights the runners sample from, and the scheduler's own values).
+        """
+        if self.curriculum is None:
+            return {}
+        T = len(self.task_names)
+        loss, score = learner_task_stats(out, T)
+        stats = curriculum.TaskStats(step=self.step, iteration=self.iterations, success=self.stats.per_task(1),
+                                     returns=self.stats.per_task(0), episodes=self.stats.total.copy(),
+                                     env_steps=self.task_steps.copy(), new=new, loss=loss, score=score,
+                                     sampled=np.asarray(out.get("_task_steps", np.zeros(T))))
+        self.curriculum.update(stats)
+        w = self.curriculum.weights()
+        if w is not None:
+            w = curriculum.check_weights(w, T, f"curriculum {self.cfg.curriculum!r}")
+            if self.task_weights is None or not np.array_equal(w, self.task_weights):
+                self.pool.set_task_weights(w)
+                self.task_weights = w
+        shown = self.task_weights if self.task_weights is not None else np.full(T, 1.0 / T)
+        return {"curriculum/weight": shown, **self.curriculum.log()}
 
     def maybe_evaluate(self, logger: Logger, prev_step: int) -> None:
         every = self.cfg.eval_every
@@ -224,12 +269,16 @@ class Trainer:
                 added, out, perf = iteration()
                 prev, self.step = self.step, self.step + added
                 n_iter += 1
+                self.iterations += 1
+                self.task_steps += out.pop("_task_steps")
                 new = self.stats.add(out.pop("_episodes"))
+                scheduled = self.schedule(out, new)
                 for key in [k for k in out if k.startswith("_diagnostics")]:
                     logger.diagnostics(self.step, key.replace("_diagnostics", "diag", 1), out.pop(key))
                 if n_iter % cfg.log_every == 0 or self.step >= cfg.total_steps:
                     logger.episodes(self.step, new)
-                    logger.scalars(self.step, {**out, **perf, "perf/steps_per_s": added / (time.time() - t0),
+                    logger.scalars(self.step, {**out, **perf, **scheduled,
+                                               "perf/steps_per_s": added / (time.time() - t0),
                                                "success/window": self.stats.per_task(1),
                                                "episodes/total": self.stats.total})
                     logger.progress(self.step, self.stats, force=self.step >= cfg.total_steps)

@@ -68,18 +68,15 @@ def _record_task(job: dict[str, Any]) -> dict[str, Any]:
     import imageio
     import torch
 
-    from mtrl import checkpoint as ckpt_mod
-    from mtrl import config as config_mod
     from mtrl.envs import make
-    from mtrl.train import build_agent, env_kwargs
+    from mtrl.runs import env_kwargs, load_run
 
     torch.set_num_threads(1)
-    cfg = config_mod.load(Path(job["run_dir"]) / "config.yaml")
+    run = load_run(job["run_dir"], job["checkpoint"])
+    cfg, agent = run.cfg, run.agent
     kw = {**env_kwargs(cfg), "envs_per_task": 1, "seed": job["seed"], "split": job["split"]}
     env = make(**kw, slots=[job["task_index"]], render_mode="rgb_array",
                render_kwargs={"width": job["size"], "height": job["size"], "camera_name": job["camera"]})
-    agent = build_agent(cfg, make(**env_kwargs(cfg)))
-    agent.load_state_dict(ckpt_mod.load(Path(job["checkpoint"]))["agent"])
     name = env.task_names[job["task_index"]]
     frames, small, successes = [], [], []
     obs, _ = env.reset(seed=job["seed"])
@@ -134,15 +131,12 @@ def record(run_dir: str | Path, tasks: list[str] | None = None, episodes: int = 
     import imageio
 
     from mtrl import checkpoint as ckpt_mod
-    from mtrl import config as config_mod
     from mtrl.envs import make
     from mtrl.errors import choices
-    from mtrl.train import env_kwargs
+    from mtrl.runs import env_kwargs, load_config
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise MtrlError(f"{run_dir} is not a run folder (no config.yaml)")
-    cfg = config_mod.load(run_dir / "config.yaml")
+    cfg = load_config(run_dir)
     ckpt = Path(checkpoint) if checkpoint else ckpt_mod.latest(run_dir)
     # Choose the GL backend before anything imports metaworld (and with it MuJoCo).
     needs_gl = cfg.taskset.startswith("metaworld/") or any(str(t).endswith(("-v2", "-v3")) for t in cfg.tasks)

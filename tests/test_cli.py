@@ -79,6 +79,10 @@ def test_train_with_two_ray_runners(tmp_path):
     (["algo=mtppx"], "unknown algo 'mtppx'; valid algorithms: 'mtppo'"),
     (["ppo.heads=many"], "unknown ppo.heads 'many'; valid choices: 'single', 'multi'"),
     (["surgery=pcgard"], "unknown surgery method 'pcgard'; valid methods: 'mean'"),
+    (["curriculum=lp"], "unknown curriculum 'lp'; valid curricula: 'uniform', 'success', 'learning-progress'"),
+    (["curriculum=mastering-rate"], "needs a task graph: add `task_graph:"),
+    (["curriculum=mastering-rate", "task_graph={Empty-5x5: [Nope]}"], "task_graph names task 'Nope'"),
+    (["curriculum=plr", "curriculum_args={beta: 0}"], "curriculum_args.beta must be in (0.0"),
 ])
 def test_bad_input_one_line_error(tmp_path, args, needle):
     r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", *args, f"run_dir={tmp_path / 'x'}")

@@ -91,6 +91,14 @@ def compute_gae(rollout: dict[str, np.ndarray], gamma: float, lam: float) -> tup
     return adv, adv + values
 
 
+def _per_task_abs_mean(x: np.ndarray, task_ids: np.ndarray, num_tasks: int) -> np.ndarray:
+    """Mean of ``|x|`` over each task's entries (NaN for a task with none)."""
+    t = np.asarray(task_ids).ravel()
+    n = np.bincount(t, minlength=num_tasks)
+    s = np.bincount(t, weights=np.abs(np.asarray(x, np.float64)).ravel(), minlength=num_tasks)
+    return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
 class MTPPO:
     """Multi-task PPO learner; the policy runs on runners as a CPU copy (:meth:`policy_state`)."""
 
@@ -151,6 +159,7 @@ class MTPPO:
             for g in self.opt.param_groups:
                 g["lr"] = cfg.lr * max(1.0 - progress, 0.0)
         adv, ret = compute_gae(rollout, cfg.gamma, cfg.gae_lambda)
+        abs_gae = _per_task_abs_mean(adv, rollout["task_ids"], self.num_tasks)
         obs = torch.as_tensor(rollout["obs"]).flatten(0, 1)
         acts = torch.as_tensor(rollout["actions"]).flatten(0, 1)
         old_logp = torch.as_tensor(rollout["logp"]).flatten(0, 1)
@@ -208,6 +217,7 @@ class MTPPO:
         self.updates += 1
         out: dict[str, Any] = {k: (v / max(n_mb, 1)).numpy() for k, v in sums.items()}
         out.update(extras)  # surgery stats and diagnostics of the last minibatch
+        out["ppo/abs_gae"] = abs_gae  # PLR's task score (mean |GAE| per task, before normalisation)
         out["ppo/lr"] = self.opt.param_groups[0]["lr"]
         out["ppo/nan_skips"] = self.nan_skips
         var_y = float(np.var(ret))

@@ -1,0 +1,83 @@
+"""Run folders: a config -> env arguments and an agent; a run folder -> config + checkpoint + agent.
+
+``mtrl train`` builds its pieces with :func:`env_kwargs` and :func:`build_agent`; ``mtrl eval``,
+``mtrl record`` and video logging during training read a finished (or running) run back with
+:func:`load_run`. Keeping this apart from the training loop means evaluation never imports the
+loop, and every command resolves a run folder the same way (same errors, same checkpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mtrl import checkpoint as ckpt_mod
+from mtrl import config as config_mod
+from mtrl.errors import MtrlError
+
+
+def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """Arguments of :func:`mtrl.envs.make` for this config (without ``slots``)."""
+    return dict(taskset="custom" if cfg.tasks else cfg.taskset, tasks=list(cfg.tasks) or None,
+                envs_per_task=cfg.envs_per_task, seed=cfg.seed, split=cfg.split,
+                max_episode_steps=cfg.max_episode_steps, one_hot=cfg.one_hot)
+
+
+def default_run_dir(cfg: DictConfig) -> Path:
+    """``runs/<set>_<algo>_s<seed>_<time>``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = (cfg.taskset if not cfg.tasks else "custom").replace("/", "-").replace(":", "-")
+    return Path("runs") / f"{name}_{cfg.algo}_s{cfg.seed}_{stamp}"
+
+
+def build_agent(cfg: DictConfig, env) -> Any:
+    """The learner named by ``cfg.algo`` with its config section (``cfg.ppo``, ``cfg.sac``)."""
+    from mtrl.agents import ALGORITHMS
+
+    cls, section = ALGORITHMS[cfg.algo]
+    try:
+        return cls(OmegaConf.to_object(cfg[section]), env.obs_dim, env.num_tasks, env.single_action_space,
+                   seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
+                   diagnostics_every=cfg.diagnostics_every)
+    except ValueError as exc:
+        raise MtrlError(str(exc)) from None
+
+
+def load_config(run_dir: str | Path) -> DictConfig:
+    """A run folder's ``config.yaml``, or a one-line error if the folder is not a run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise MtrlError(f"{run_dir} is not a run folder (no config.yaml); give the folder `mtrl train` printed")
+    return config_mod.load(run_dir / "config.yaml")
+
+
+@dataclass
+class LoadedRun:
+    """A run folder read back: its config, the checkpoint used, and the agent with its weights."""
+
+    run_dir: Path
+    cfg: DictConfig
+    checkpoint: Path
+    step: int
+    agent: Any
+    probe: Any  # the task set's vector env (built lazily: spaces and names only)
+
+
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> LoadedRun:
+    """Load ``run_dir``'s config and its newest (or the given) checkpoint into an agent."""
+    from mtrl.envs import make
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    path = Path(checkpoint) if checkpoint else ckpt_mod.latest(run_dir)
+    if not path.is_file():
+        raise MtrlError(f"checkpoint {path} does not exist; see {run_dir / 'checkpoints'}")
+    state = ckpt_mod.load(path)
+    probe = make(**env_kwargs(cfg))
+    agent = build_agent(cfg, probe)
+    agent.load_state_dict(state["agent"])
+    return LoadedRun(run_dir, cfg, path, int(state["step"]), agent, probe)

@@ -1,0 +1,174 @@
+"""Task schedulers: each one's weights against its formula on hand-made statistics, bad input,
+state round trips; and in the training loop: uniform == no curriculum bit for bit, exact resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from mtrl import checkpoint, curriculum
+from mtrl.config import build_config
+from mtrl.curriculum import TaskStats
+from mtrl.errors import MtrlError
+from mtrl.train import train
+
+NAMES = ["a", "b", "c"]
+
+
+def stats(success=None, new=None, score=None, sampled=None, iteration=1, T=3):
+    nan = np.full(T, np.nan)
+    return TaskStats(step=0, iteration=iteration, success=nan if success is None else np.asarray(success, float),
+                     returns=nan, episodes=np.zeros(T, int), env_steps=np.zeros(T, int), new=new or {},
+                     loss=nan, score=None if score is None else np.asarray(score, float),
+                     sampled=None if sampled is None else np.asarray(sampled))
+
+
+def eps_rows(successes):
+    """Episode rows [return, success, length] with the given successes."""
+    return np.array([[float(s), float(s), 10.0] for s in successes])
+
+
+@pytest.mark.parametrize("bad, needle", [([1, -1, 1], "negative"), ([1, np.nan, 1], "non-finite"),
+                                         ([0, 0, 0], "all-zero"), ([1, 1], "for 3 tasks")])
+def test_check_weights_refuses_bad_vectors(bad, needle):
+    with pytest.raises(MtrlError, match=needle):
+        curriculum.check_weights(bad, 3)
+
+
+def test_check_weights_normalises_a_good_vector():
+    np.testing.assert_allclose(curriculum.check_weights([1, 0, 3], 3), [0.25, 0, 0.75])
+
+
+def test_unknown_name_and_argument_list_valid_choices():
+    with pytest.raises(MtrlError, match="valid curricula: 'uniform', 'success'"):
+        curriculum.get("nope", NAMES)
+    with pytest.raises(MtrlError, match="valid arguments: 'beta', 'rho'"):
+        curriculum.get("plr", NAMES, temperature=1)
+    with pytest.raises(MtrlError, match=r"rho must be in \[0.0, 1.0\]"):
+        curriculum.get("plr", NAMES, rho=2)
+
+
+def test_uniform_keeps_fixed_slots_or_resamples():
+    assert curriculum.get("uniform", NAMES).weights() is None
+    np.testing.assert_allclose(curriculum.get("uniform", NAMES, resample=True).weights(), [1 / 3] * 3)
+
+
+def test_success_weights_follow_softmax_of_minus_success():
+    s = curriculum.get("success", NAMES, tau=0.5, eps=0.3)
+    assert s.weights() is None  # no statistics yet
+    s.update(stats(success=[1.0, 0.0, np.nan]))  # NaN (no episode yet) counts as 0
+    e = np.exp(-np.array([1.0, 0.0, 0.0]) / 0.5)
+    np.testing.assert_allclose(s.weights(), 0.7 * e / e.sum() + 0.1)
+    hot = curriculum.get("success", NAMES, tau=1e6, eps=0.0)
+    hot.update(stats(success=[1.0, 0.0, 0.5]))
+    np.testing.assert_allclose(hot.weights(), [1 / 3] * 3, atol=1e-6)
+
+
+def test_learning_progress_is_abs_difference_of_emas():
+    lp = curriculum.get("learning-progress", NAMES, fast=0.5, slow=0.1, eps=0.0)
+    np.testing.assert_allclose(lp.weights(), [1 / 3] * 3)  # no progress anywhere: uniform
+    lp.update(stats(new={0: eps_rows([0, 0]), 1: eps_rows([1]), 2: eps_rows([0])}))
+    lp.update(stats(new={0: eps_rows([1, 1]), 1: eps_rows([0])}))  # 0 improves, 1 forgets, 2 unseen
+    # task 0: f = 0 + .5 (1 - 0) = .5, l = .1 -> LP .4; task 1: f = .5, l = .9 -> LP .4; task 2: 0
+    np.testing.assert_allclose(lp.progress(), [0.4, 0.4, 0.0])
+    np.testing.assert_allclose(lp.weights(), [0.5, 0.5, 0.0])
+    mixed = curriculum.get("learning-progress", NAMES, fast=0.5, slow=0.1, eps=0.3)
+    mixed.load_state_dict(lp.state_dict())
+    np.testing.assert_allclose(mixed.weights(), 0.7 * np.array([0.5, 0.5, 0.0]) + 0.1)
+    with pytest.raises(MtrlError, match="smaller than fast"):
+        curriculum.get("learning-progress", NAMES, fast=0.1, slow=0.2)
+
+
+def test_plr_rank_priority_and_staleness():
+    beta, rho = 0.5, 0.3
+    plr = curriculum.get("plr", NAMES, beta=beta, rho=rho)
+    plr.update(stats(score=[3.0, 1.0, 2.0], sampled=[5, 5, 5], iteration=1))
+    h = (1 / np.array([1.0, 3.0, 2.0])) ** (1 / beta)
+    # all sampled at iteration 1: no staleness yet, P_C uniform
+    np.testing.assert_allclose(plr.weights(), (1 - rho) * h / h.sum() + rho / 3)
+    plr.update(stats(score=[0.5, np.nan, np.nan], sampled=[5, 0, 0], iteration=4))  # only task 0 sampled
+    h = (1 / np.array([3.0, 2.0, 1.0])) ** (1 / beta)  # scores now [0.5, 1, 2]
+    stale = np.array([0.0, 3.0, 3.0])
+    np.testing.assert_allclose(plr.weights(), (1 - rho) * h / h.sum() + rho * stale / stale.sum())
+
+
+def test_plr_unscored_tasks_come_first():
+    plr = curriculum.get("plr", NAMES, beta=0.1, rho=0.0)
+    plr.update(stats(score=[1.0, 2.0, np.nan], sampled=[1, 1, 0], iteration=1))
+    assert np.argmax(plr.weights()) == 2
+
+
+def test_mastering_rate_moves_attention_to_the_target_once_the_stone_is_mastered():
+    graph = {"a": ["b"]}  # c is a lone task
+    mr = curriculum.get("mastering-rate", NAMES, task_graph=graph, window=4, eps=0.0)
+    w0 = mr.weights()
+    # nothing mastered: the target b is not learnable (ancestor mastery 0) and only gets a's d_succ share
+    assert w0[0] > w0[1] and w0[2] > w0[1]
+    att = mr.attention()
+    pre_a = 1.0 * (0.5 * 0 + 0.5 * 1) * (1 - 0)  # Mast(Anc)=1, naLP=0, Mast=0, Mast(Succ b)=0
+    np.testing.assert_allclose(att[0], pre_a * (1 - 0.05))
+    np.testing.assert_allclose(att[1], pre_a * 0.05)
+    mr.update(stats(new={0: eps_rows([1, 1, 1, 1]), 2: eps_rows([0, 0])}))
+    w1 = mr.weights()
+    assert w1[1] > w1[0]  # a mastered: b is learnable and a is no longer worth it
+    np.testing.assert_allclose(mr.mastering(), [1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("graph, needle", [(None, "needs a task graph"), ({"a": ["zzz"]}, "not in the task set"),
+                                           ({"a": ["b"], "b": ["a"]}, "cycle")])
+def test_mastering_rate_refuses_bad_graphs(graph, needle):
+    with pytest.raises(MtrlError, match=needle):
+        curriculum.get("mastering-rate", NAMES, task_graph=graph)
+
+
+@pytest.mark.parametrize("name, kw", [("success", {}), ("learning-progress", {}), ("plr", {}),
+                                      ("mastering-rate", {"task_graph": {"a": ["b", "c"]}})])
+def test_state_dict_round_trip_continues_identically(name, kw):
+    rng = np.random.default_rng(0)
+    a, b = curriculum.get(name, NAMES, **kw), curriculum.get(name, NAMES, **kw)
+
+    def step(s, i):
+        new = {t: eps_rows(rng.random(2) < 0.5) for t in range(3) if rng.random() < 0.7}
+        s.update(stats(success=rng.random(3), new=new, score=rng.random(3), sampled=[1, 1, int(i % 2)],
+                       iteration=i))
+
+    for i in range(1, 6):
+        step(a, i)
+    b.load_state_dict(a.state_dict())
+    rng_state = rng.bit_generator.state
+    step(a, 6)
+    rng.bit_generator.state = rng_state
+    step(b, 6)
+    np.testing.assert_array_equal(a.weights(), b.weights())
+
+
+# ---------------------------------------------------------------------------- in the training loop
+ARGS = ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "log_every=100"]
+
+
+def _net(run_dir):
+    return checkpoint.load(checkpoint.latest(run_dir))
+
+
+def test_uniform_curriculum_equals_no_curriculum_bit_for_bit(tmp_path):
+    plain = train(build_config([], [*ARGS, "total_steps=576", f"run_dir={tmp_path / 'plain'}"]))
+    uni = train(build_config([], [*ARGS, "total_steps=576", "curriculum=uniform", f"run_dir={tmp_path / 'uni'}"]))
+    a, b = _net(plain), _net(uni)
+    assert b["curriculum"] == {} and b["task_weights"] is None
+    for k, v in a["agent"]["net"].items():
+        assert torch.equal(v, b["agent"]["net"][k]), k
+
+
+def test_curriculum_resume_equals_uninterrupted(tmp_path):
+    args = [*ARGS, "curriculum=learning-progress", "curriculum_args={fast: 0.5, slow: 0.1, eps: 0.1}",
+            "checkpoint_every=192"]
+    full = train(build_config([], [*args, "total_steps=960", f"run_dir={tmp_path / 'full'}"]))
+    part = train(build_config([], [*args, "total_steps=576", f"run_dir={tmp_path / 'part'}"]))
+    train(build_config([], ["total_steps=960"], base=build_config([], [*args, f"run_dir={part}"])), resume=part)
+    a, b = _net(full), _net(part)
+    assert a["step"] == b["step"] == 960
+    assert a["task_weights"] is not None  # the scheduler did steer the runners
+    np.testing.assert_array_equal(a["task_weights"], b["task_weights"])
+    for k in ("fast", "slow", "seen"):
+        np.testing.assert_array_equal(a["curriculum"][k], b["curriculum"][k])
+    for k, v in a["agent"]["net"].items():
+        assert torch.equal(v, b["agent"]["net"][k]), k
