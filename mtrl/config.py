@@ -182,7 +182,7 @@ def validate(cfg: DictConfig) -> None:
         raise MtrlError(f"max_episode_steps must be positive, got {cfg.max_episode_steps}")
     if cfg.ppo.lr <= 0 or not 0 < cfg.ppo.gamma <= 1:
         raise MtrlError(f"ppo.lr must be > 0 and ppo.gamma in (0, 1], got lr={cfg.ppo.lr} gamma={cfg.ppo.gamma}")
-    for key, v, ok in [("ppo.heads", cfg.ppo.heads, ("single", "multi")),
+    for key, v, ok in [("ppo.heads", cfg.ppo.heads, ("single", "multi", "ensemble")),
                        ("ppo.adv_norm", cfg.ppo.adv_norm, ("batch", "task", "none")),
                        ("split", cfg.split, ("train", "test"))]:
         if v not in ok:
@@ -202,8 +202,11 @@ def validate(cfg: DictConfig) -> None:
     if cfg.curriculum is not None:
         from mtrl import curriculum
 
-        curriculum.get(cfg.curriculum, [t.name for t in tasks], OmegaConf.to_container(cfg.task_graph),
-                       **OmegaConf.to_container(cfg.curriculum_args))  # bad name / arguments / graph -> MtrlError
+        sched = curriculum.get(cfg.curriculum, [t.name for t in tasks], OmegaConf.to_container(cfg.task_graph),
+                               **OmegaConf.to_container(cfg.curriculum_args))  # bad name / args / graph -> MtrlError
+        if getattr(sched, "needs_ensemble", False) and (cfg.algo != "mtppo" or cfg.ppo.heads != "ensemble"):
+            raise MtrlError(f"curriculum {cfg.curriculum!r} needs one network per task: use algo=mtppo with "
+                            f"ppo.heads=ensemble (see agents/mtppo-camrl.yaml); got algo={cfg.algo}")
     if cfg.algo == "mtsac":
         _validate_sac(cfg, len(tasks))
 

@@ -83,6 +83,13 @@ class Logger:
                             f"{prefix}/condition_number": diag["condition_number"],
                             f"{prefix}/grad_norm": diag["grad_norm"]})
 
+    def matrix(self, step: int, tag: str, m: np.ndarray) -> None:
+        """A matrix as an image (blue positive, red negative, scaled by its largest magnitude)."""
+        from mtrl.surgery.diagnostics import cosine_image
+
+        m = np.asarray(m, np.float64)
+        self.writer.add_image(tag, cosine_image(m / max(float(np.abs(m).max()), 1e-12)), step)
+
     def video(self, step: int, tag: str, frames: list[np.ndarray], fps: int = 15) -> None:
         """A GIF in TensorBoard's image panel (the encoding ``add_video`` produces, without moviepy)."""
         from tensorboard.compat.proto.summary_pb2 import Summary

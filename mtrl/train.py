@@ -76,6 +76,8 @@ class Trainer:
         self.curriculum = None if cfg.curriculum is None else curriculum.get(
             cfg.curriculum, self.task_names, OmegaConf.to_container(cfg.task_graph),
             **OmegaConf.to_container(cfg.curriculum_args))
+        if self.curriculum is not None:
+            self.curriculum.attach(self.agent)
         self.task_weights: np.ndarray | None = None  # what the runners sample tasks from (None: fixed slots)
         self.reward_model: RewardModel | None = None
         if not self.agent.on_policy:
@@ -277,6 +279,8 @@ class Trainer:
                     logger.diagnostics(self.step, key.replace("_diagnostics", "diag", 1), out.pop(key))
                 if n_iter % cfg.log_every == 0 or self.step >= cfg.total_steps:
                     logger.episodes(self.step, new)
+                    for key in [k for k, v in scheduled.items() if np.ndim(v) == 2]:
+                        logger.matrix(self.step, key, scheduled.pop(key))
                     logger.scalars(self.step, {**out, **perf, **scheduled,
                                                "perf/steps_per_s": added / (time.time() - t0),
                                                "success/window": self.stats.per_task(1),

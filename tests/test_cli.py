@@ -77,7 +77,7 @@ def test_train_with_two_ray_runners(tmp_path):
     (["total_steps=-5"], "total_steps must be a positive number, got -5"),
     (["ppo.lr=abc"], "bad value for 'ppo.lr'"),
     (["algo=mtppx"], "unknown algo 'mtppx'; valid algorithms: 'mtppo'"),
-    (["ppo.heads=many"], "unknown ppo.heads 'many'; valid choices: 'single', 'multi'"),
+    (["ppo.heads=many"], "unknown ppo.heads 'many'; valid choices: 'single', 'multi', 'ensemble'"),
     (["surgery=pcgard"], "unknown surgery method 'pcgard'; valid methods: 'mean'"),
     (["curriculum=lp"], "unknown curriculum 'lp'; valid curricula: 'uniform', 'success', 'learning-progress'"),
     (["curriculum=mastering-rate"], "needs a task graph: add `task_graph:"),

@@ -172,3 +172,122 @@ def test_curriculum_resume_equals_uninterrupted(tmp_path):
         np.testing.assert_array_equal(a["curriculum"][k], b["curriculum"][k])
     for k, v in a["agent"]["net"].items():
         assert torch.equal(v, b["agent"]["net"][k]), k
+
+
+@pytest.mark.parametrize("name", ["uniform", "success", "learning-progress", "mastering-rate", "plr"])
+def test_every_curriculum_preset_trains_mtppo_and_mtsac(tmp_path, name):
+    """Each scheduler from its preset (base: mtppo / mtsac), on MiniGrid and on Meta-World."""
+    graph = "task_graph={Empty-5x5: [LavaGapS5]}"
+    ppo = train(build_config(["envs/minigrid-mt3.yaml", f"agents/mtppo-{name}.yaml"],
+                             ["total_steps=1536", "ppo.num_steps=64", "ppo.hidden=[16]", graph,
+                              f"run_dir={tmp_path / 'ppo'}"]))
+    sac = train(build_config(["envs/reach4.yaml", f"agents/mtsac-{name}.yaml"],
+                             ["tasks=[reach-v3, drawer-close-v3]", "taskset=custom", "max_episode_steps=25",
+                              "envs_per_task=1", "total_steps=400", "sac.hidden=[16]", "sac.learning_starts=100",
+                              "sac.collect_steps=25", "sac.batch_per_task=8", "log_every=100",
+                              "task_graph={reach-v3: [drawer-close-v3]}", f"run_dir={tmp_path / 'sac'}"]))
+    for run, algo in ((ppo, "mtppo"), (sac, "mtsac")):
+        state = _net(run)
+        assert state["config"]["curriculum"] == name and state["config"]["algo"] == algo
+        if name != "uniform":
+            w = state["task_weights"]
+            assert w is not None and np.isclose(w.sum(), 1.0) and (w >= 0).all(), (algo, w)
+
+
+# ---------------------------------------------------------------------------- CAMRL
+from mtrl.agents import MTPPO, PPOConfig  # noqa: E402
+from mtrl.curriculum.camrl import frank_wolfe, hard_rank, soft_rank  # noqa: E402
+
+
+def test_soft_rank_approaches_hard_rank_as_sharpness_grows():
+    x = torch.tensor([0.3, -1.0, 0.31, 2.0, 0.0], dtype=torch.float64)
+    hard = torch.as_tensor(hard_rank(x.numpy()))
+    np.testing.assert_array_equal(hard.numpy(), [3, 5, 2, 1, 4])
+    errs = [float((soft_rank(x, k) - hard).abs().max()) for k in (1, 10, 100, 1000, 10000)]
+    assert all(a > b for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] < 1e-6
+    np.testing.assert_allclose(hard_rank(np.array([1.0, 1.0, 0.0])), [1.5, 1.5, 3.0])  # ties share
+
+
+def test_frank_wolfe_stays_feasible_and_finds_the_constrained_minimum():
+    c = torch.tensor([0.3, 0.5, 0.9, -0.2], dtype=torch.float64)
+    free = torch.tensor([True, True, False, True])
+
+    def f(b):
+        return (b - c).pow(2).sum()
+
+    b = frank_wolfe(f, torch.zeros(4, dtype=torch.float64), free, radius=1.0, steps=200)
+    assert (b >= 0).all() and b.sum() <= 1.0 + 1e-12 and b[2] == 0
+    # the minimum over {b >= 0, sum <= 1, b_2 = 0} is (0.3, 0.5, 0, 0)
+    np.testing.assert_allclose(b.numpy(), [0.3, 0.5, 0.0, 0.0], atol=0.02)
+    tight = frank_wolfe(f, torch.zeros(4, dtype=torch.float64), free, radius=0.4, steps=200)
+    assert tight.sum() <= 0.4 + 1e-12 and f(tight) < f(torch.zeros(4, dtype=torch.float64))
+
+
+def _camrl_with_agent(T=3, **kw):
+    agent = MTPPO(PPOConfig(hidden=[8], heads="ensemble"), 6, T, __import__("gymnasium").spaces.Discrete(3))
+    sched = curriculum.get("camrl", NAMES[:T], task_graph={"a": ["b"]}, **kw)
+    sched.attach(agent)
+    return sched, agent
+
+
+def test_camrl_frank_wolfe_lowers_the_composite_loss_and_keeps_b_feasible():
+    sched, agent = _camrl_with_agent(radius=1.0, fw_steps=10)
+    sched.last_success = np.array([0.9, 0.1, 0.4])
+    sched.mode, sched.remaining, sched.order = "multi", [0, 1, 2], []
+    W, last = sched._weights_matrix()
+    for t in range(3):
+        before = float(sched.composite(t, torch.as_tensor(sched.B[t]), W, last))
+        free = torch.tensor([s != t for s in range(3)])
+        b = frank_wolfe(lambda x, t=t: sched.composite(t, x, W, last), torch.as_tensor(sched.B[t]), free, 1.0, 10)
+        after = float(sched.composite(t, b, W, last))
+        assert after <= before and (b >= 0).all() and b.sum() <= 1.0 + 1e-9 and b[t] == 0
+    sched._next_position()  # chooses a task, updates its row
+    t = sched.order[0]
+    assert sched.focus == t and t not in sched.remaining and sched.B[t, t] == 0
+    assert (sched.B >= 0).all() and (sched.B.sum(1) <= 1.0 + 1e-9).all()
+
+
+def test_camrl_mode_indicator_formula():
+    sched, _ = _camrl_with_agent(time_scale=10.0, z_scale=40.0, band=1.0)
+    sched.round = 5
+    sched.last_loss = np.array([1.0, 1.0, 4.0])  # mean 2, std 1.414: task 2 beyond 1 sigma
+    sched.loss_hist = [np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 5.0])]
+    z = np.array([(1.0 - 2.0) / 1.0, 0.0, (4.0 - 4.0) / 1.0])  # task 1's history is flat: z = 0
+    expect = (1 / 3 + np.exp(-5 / 10) + np.exp(-z.mean() / 40)) / 3
+    assert expect < 1.0
+    np.testing.assert_allclose(sched.mode_indicator(), expect)
+    sched.last_loss = np.array([1.0, 1.0, 1.0])  # no spread across tasks: no outliers
+    z = np.array([-1.0, 0.0, -3.0])
+    np.testing.assert_allclose(sched.mode_indicator(), min((np.exp(-0.5) + np.exp(-z.mean() / 40)) / 3, 1))
+
+
+def test_camrl_regulariser_pulls_the_focus_task_toward_earlier_tasks_only():
+    sched, agent = _camrl_with_agent(reg_coef=0.5)
+    sched.mode, sched.order, sched.focus = "multi", [0, 2], 2
+    sched.B[0, 2] = 0.7
+    W = agent.policy.task_matrix().detach()
+    reg = sched.regulariser()
+    np.testing.assert_allclose(float(reg.detach()), 0.5 * float((W[2] - 0.7 * W[0]).pow(2).sum()), rtol=1e-5)
+    agent.opt.zero_grad()
+    reg.backward()
+    grads = {n: p.grad for n, p in agent.policy.named_parameters() if p.grad is not None}
+    w0 = agent.policy.actor_trunk.layers[0].weight
+    assert w0.grad[0].abs().sum() == 0 and w0.grad[1].abs().sum() == 0 and w0.grad[2].abs().sum() > 0
+    assert grads
+    sched.B[0, 2] = 0.0
+    assert sched.regulariser() is None  # no incoming transfer: no pull toward zero
+
+
+def test_camrl_resume_equals_uninterrupted(tmp_path):
+    args = [*ARGS, "curriculum=camrl", "ppo.heads=ensemble", "ppo.hidden=[16]", "checkpoint_every=192",
+            "curriculum_args={warmup_rounds: 0, iters_per_task: 1, time_scale: 1000}"]
+    full = train(build_config([], [*args, "total_steps=1920", f"run_dir={tmp_path / 'full'}"]))
+    part = train(build_config([], [*args, "total_steps=960", f"run_dir={tmp_path / 'part'}"]))
+    train(build_config([], ["total_steps=1920"], base=build_config([], [*args, f"run_dir={part}"])), resume=part)
+    a, b = _net(full), _net(part)
+    assert a["curriculum"]["round"] >= 3 and a["curriculum"]["mode"] in ("multi", "parallel")
+    np.testing.assert_array_equal(a["curriculum"]["B"], b["curriculum"]["B"])
+    assert a["curriculum"]["order"] == b["curriculum"]["order"]
+    for k, v in a["agent"]["net"].items():
+        assert torch.equal(v, b["agent"]["net"][k]), k

@@ -6,6 +6,9 @@ Two variants, chosen by ``heads``:
   MT-PPO baselines), one output head shared by all tasks.
 - ``multi``: a shared trunk and one output head per task; the head is picked by task id
   (the "multi-head" baseline of the Meta-World papers).
+- ``ensemble``: nothing shared: one actor and one critic per task, stored as batched weights
+  with a leading task axis (``[T, in, out]``), so cross-task terms on the per-task parameters
+  (CAMRL's transfer regulariser) are tensor algebra on :meth:`ActorCritic.task_matrix`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,46 @@ def mlp(in_dim: int, hidden: Sequence[int], act: type[nn.Module] = nn.Tanh) -> n
         layers += [nn.Linear(d, h), act()]
         d = h
     return nn.Sequential(*layers)
+
+
+class TaskLinear(nn.Module):
+    """``T`` independent linear layers as one ``[T, in, out]`` weight; row i uses its task's layer.
+
+    Rows are grouped by task (one GEMM per task present) rather than gathering a weight matrix
+    per row, which would copy ``in x out`` floats for every row.
+    """
+
+    task_specific = True
+
+    def __init__(self, in_dim: int, out_dim: int, num_tasks: int, gain: float = float(np.sqrt(2))):
+        super().__init__()
+        w = torch.empty(num_tasks, out_dim, in_dim)
+        for k in range(num_tasks):
+            nn.init.orthogonal_(w[k], gain)
+        self.weight = nn.Parameter(w.transpose(1, 2).contiguous())
+        self.bias = nn.Parameter(torch.zeros(num_tasks, out_dim))
+
+    def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        out = x.new_empty(x.shape[0], self.weight.shape[2])
+        for t in torch.unique(task_ids).tolist():
+            rows = (task_ids == t).nonzero().squeeze(-1)
+            out[rows] = torch.addmm(self.bias[t], x[rows], self.weight[t])
+        return out
+
+
+class TaskMLP(nn.Module):
+    """One MLP per task (:class:`TaskLinear` layers, ``act`` after each)."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.Tanh):
+        super().__init__()
+        dims = [in_dim, *hidden]
+        self.layers = nn.ModuleList(TaskLinear(a, b, num_tasks) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = act()
+
+    def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = self.act(layer(x, task_ids))
+        return x
 
 
 class TaskHeads(nn.Module):
@@ -74,18 +117,48 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         act_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
-        n_heads = num_tasks if heads == "multi" else 1
-        self.actor_trunk = mlp(obs_dim, hidden)
-        self.critic_trunk = mlp(obs_dim, hidden)
-        for m in [*self.actor_trunk, *self.critic_trunk]:
-            if isinstance(m, nn.Linear):
-                nn.init.orthogonal_(m.weight, np.sqrt(2))
-                nn.init.zeros_(m.bias)
+        n_heads = num_tasks if heads in ("multi", "ensemble") else 1
+        self.ensemble = heads == "ensemble"
+        self.num_tasks = num_tasks
+        if self.ensemble:
+            self.actor_trunk: nn.Module = TaskMLP(obs_dim, hidden, num_tasks)
+            self.critic_trunk: nn.Module = TaskMLP(obs_dim, hidden, num_tasks)
+        else:
+            self.actor_trunk = mlp(obs_dim, hidden)
+            self.critic_trunk = mlp(obs_dim, hidden)
+            for m in [*self.actor_trunk, *self.critic_trunk]:
+                if isinstance(m, nn.Linear):
+                    nn.init.orthogonal_(m.weight, np.sqrt(2))
+                    nn.init.zeros_(m.bias)
         self.actor_head = TaskHeads(hidden[-1], act_dim, n_heads, gain=0.01)
         self.critic_head = TaskHeads(hidden[-1], 1, n_heads, gain=1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((n_heads, act_dim), -0.5))
             self.task_specific_params = ("log_std",) if n_heads > 1 else ()
+
+    def _trunk(self, trunk: nn.Module, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        return trunk(obs, task_ids) if self.ensemble else trunk(obs)
+
+    def task_matrix(self) -> torch.Tensor:
+        """``[T, P]``: every parameter of each task's actor and critic, flattened (``ensemble`` only)."""
+        if not self.ensemble:
+            raise ValueError("task_matrix() needs heads='ensemble' (per-task networks)")
+        T = self.num_tasks
+        parts = []
+        for trunk in (self.actor_trunk, self.critic_trunk):
+            for layer in trunk.layers:
+                parts += [layer.weight.reshape(T, -1), layer.bias]
+        for head in (self.actor_head, self.critic_head):
+            parts += [head.weight.view(head.weight.shape[0], T, -1).transpose(0, 1).reshape(T, -1),
+                      head.bias.view(T, -1)]
+        if not self.discrete:
+            parts.append(self.log_std)
+        return torch.cat(parts, 1)
+
+    def last_layer(self) -> torch.Tensor:
+        """``[T, in * out]``: each task's actor output layer (task similarity in CAMRL)."""
+        h = self.actor_head
+        return h.weight.view(h.weight.shape[0], self.num_tasks, -1).transpose(0, 1).reshape(self.num_tasks, -1)
 
     def forward(self, obs: torch.Tensor, task_ids: torch.Tensor, actions: torch.Tensor):
         """``(log pi(a|s), entropy, V(s))`` per row: the training-time evaluation of a batch."""
@@ -94,11 +167,11 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """State value ``V(s)`` per row, shape ``[B]``."""
-        return self.critic_head(self.critic_trunk(obs), task_ids).squeeze(-1)
+        return self.critic_head(self._trunk(self.critic_trunk, obs, task_ids), task_ids).squeeze(-1)
 
     def dist(self, obs: torch.Tensor, task_ids: torch.Tensor):
         """Action distribution per row."""
-        out = self.actor_head(self.actor_trunk(obs), task_ids)
+        out = self.actor_head(self._trunk(self.actor_trunk, obs, task_ids), task_ids)
         if self.discrete:
             return Categorical(logits=out)
         log_std = self.log_std[0] if self.log_std.shape[0] == 1 else self.log_std[task_ids]
@@ -119,7 +192,7 @@ class ActorCritic(nn.Module):
         ``torch.distributions`` (whose construction and argument checks cost more than the
         two small MLPs); :meth:`dist` gives the same probabilities for training.
         """
-        out = self.actor_head(self.actor_trunk(obs), task_ids)
+        out = self.actor_head(self._trunk(self.actor_trunk, obs, task_ids), task_ids)
         value = self.value(obs, task_ids)
         if self.discrete:
             logp_all = torch.log_softmax(out, -1)

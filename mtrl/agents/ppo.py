@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     hidden: list[int] = field(default_factory=lambda: [64, 64])
-    heads: str = "single"  # single | multi
+    heads: str = "single"  # single | multi | ensemble (one network per task)
     adv_norm: str = "batch"  # batch | task | none
     anneal_lr: bool = False
 
@@ -107,8 +108,11 @@ class MTPPO:
 
     def __init__(self, cfg: PPOConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0,
                  surgery: str = "mean", surgery_args: dict | None = None, diagnostics_every: int = 0):
-        if cfg.heads not in ("single", "multi"):
-            raise ValueError(f"ppo.heads must be 'single' or 'multi', got {cfg.heads!r}")
+        if cfg.heads not in ("single", "multi", "ensemble"):
+            raise ValueError(f"ppo.heads must be 'single', 'multi' or 'ensemble', got {cfg.heads!r}")
+        if cfg.heads == "ensemble" and surgery != "mean":
+            raise ValueError(f"ppo.heads=ensemble shares no parameters, so surgery={surgery!r} has nothing to "
+                             "combine; use surgery=mean")
         if cfg.adv_norm not in ("batch", "task", "none"):
             raise ValueError(f"ppo.adv_norm must be 'batch', 'task' or 'none', got {cfg.adv_norm!r}")
         self.cfg = cfg
@@ -122,6 +126,9 @@ class MTPPO:
         self.updates = 0
         self.nan_skips = 0
         self.surgery = SurgeryStep(self.net, get_surgery(surgery, **dict(surgery_args or {})), diagnostics_every)
+        # An extra loss term added to every minibatch's loss (None: none), e.g. CAMRL's transfer
+        # regulariser installed by the curriculum; its gradient is added after surgery.
+        self.extra_loss: Callable[[], torch.Tensor | None] | None = None
 
     @property
     def policy(self) -> ActorCritic:
@@ -201,8 +208,13 @@ class MTPPO:
                     self.nan_skips += 1
                     warnings.warn(f"non-finite PPO loss at update {self.updates}; minibatch skipped", stacklevel=2)
                     continue
+                extra = self.extra_loss() if self.extra_loss is not None else None
                 if not surgery:
-                    loss.backward()
+                    (loss if extra is None else loss + extra).backward()
+                elif extra is not None:
+                    extra.backward()  # accumulates onto the aggregated task gradients
+                if extra is not None:
+                    sums["loss/extra"] = sums.get("loss/extra", 0) + extra.detach()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
                 self.opt.step()
                 n_t = counts.clamp_min(1.0)

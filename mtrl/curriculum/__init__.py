@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mtrl.curriculum.base import Scheduler, TaskStats, check_weights
+from mtrl.curriculum.camrl import CAMRL
 from mtrl.curriculum.learning_progress import LearningProgress
 from mtrl.curriculum.mastering_rate import MasteringRate
 from mtrl.curriculum.plr import PLR
@@ -21,7 +22,7 @@ from mtrl.curriculum.uniform import Uniform
 from mtrl.errors import MtrlError, choices
 
 SCHEDULERS: dict[str, type[Scheduler]] = {
-    cls.name: cls for cls in (Uniform, SuccessScheduler, LearningProgress, MasteringRate, PLR)
+    cls.name: cls for cls in (Uniform, SuccessScheduler, LearningProgress, MasteringRate, PLR, CAMRL)
 }
 
 

@@ -81,6 +81,10 @@ class Scheduler:
         self.task_names = list(task_names)
         self.num_tasks = len(self.task_names)
 
+    def attach(self, agent: Any) -> None:
+        """Called once with the learner, before training (a scheduler that shapes the loss, like
+        CAMRL's transfer regulariser, installs itself here)."""
+
     def update(self, stats: TaskStats) -> None:
         """Read one iteration's statistics."""
 
