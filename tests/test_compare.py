@@ -101,3 +101,12 @@ def test_compare_area_under_curve_and_conflict_summary(tmp_path):
     mean = res["methods"]["mtsac"]
     assert np.isclose(mean["auc"], 0.25 * 2 / 3) and mean["auc_runs"] == 1 and mean["runs"] == 2
     assert "(1 runs)" in markdown(res)
+
+
+def test_method_label_groups_by_curriculum_and_heads():
+    from mtrl.compare import method_label
+
+    assert method_label({"algo": "mtppo"}) == "mtppo"
+    assert method_label({"algo": "mtppo", "curriculum": "plr"}) == "mtppo@plr"
+    assert method_label({"algo": "mtppo", "ppo": {"heads": "ensemble"}, "curriculum": "camrl"}) == "mtppo-ensemble@camrl"
+    assert method_label({"algo": "mtsac", "surgery": "pcgrad", "curriculum": "success"}) == "mtsac+pcgrad@success"

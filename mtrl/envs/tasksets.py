@@ -97,13 +97,13 @@ register("minigrid/MT5", _minigrid(
     "5 MiniGrid tasks from easy to hard: Empty, Empty-Random, LavaGap, DoorKey, Unlock"))
 #: Stepping stone -> target pairs where the schedule should matter (see envs/minigrid-ladder.yaml
 #: for the task graph and why these pairs): uniform MT-PPO solves the stones, not the targets.
-LADDER = {"MiniGrid-LavaCrossingS9N1-v0": "MiniGrid-LavaCrossingS11N5-v0",
-          "MiniGrid-MultiRoom-N4-S5-v0": "MiniGrid-MultiRoom-N6-v0",
-          "MiniGrid-KeyCorridorS3R2-v0": "MiniGrid-KeyCorridorS3R3-v0",
-          "MiniGrid-UnlockPickup-v0": "MiniGrid-BlockedUnlockPickup-v0"}
+LADDER = {"MiniGrid-DoorKey-6x6-v0": "MiniGrid-DoorKey-16x16-v0",
+          "MiniGrid-MultiRoom-N2-S4-v0": "MiniGrid-MultiRoom-N6-v0",
+          "MiniGrid-KeyCorridorS3R1-v0": "MiniGrid-KeyCorridorS3R3-v0",
+          "MiniGrid-Unlock-v0": "MiniGrid-BlockedUnlockPickup-v0"}
 register("minigrid/ladder", _minigrid(
     "minigrid/ladder", [i for pair in LADDER.items() for i in pair],
-    "4 stepping-stone -> target pairs for curricula: LavaCrossing, MultiRoom, KeyCorridor, UnlockPickup"))
+    "4 stepping-stone -> target pairs for curricula: DoorKey, MultiRoom, KeyCorridor, Unlock"))
 register("minigrid/MT3", _minigrid(
     "minigrid/MT3", ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0"],
     "3 small MiniGrid tasks for quick tests"))

@@ -1,0 +1,137 @@
+"""Curricula on the MiniGrid ladder: MT-PPO with each task scheduler, several seeds.
+
+Each (curriculum, seed) is one ``mtrl train`` run with deterministic evaluations every
+``--eval-every`` env steps, then ``mtrl eval --episodes N``. Every finished run appends one JSON
+line to ``OUT/results.jsonl`` and is skipped when the script runs again; an interrupted run is
+resumed from its checkpoint. So the benchmark can span sessions:
+
+    .venv/bin/python benchmarks/curriculum_ladder.py                 # all curricula x seeds 0-2
+    .venv/bin/python benchmarks/curriculum_ladder.py --curricula uniform plr --seeds 0
+    .venv/bin/python benchmarks/curriculum_ladder.py --plot-only     # table + PNG from what is there
+
+Prints a JSON summary; writes ``OUT/curves.png`` (success per target task against env steps,
+mean over seeds, one panel per target) and ``OUT/table.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CURRICULA = ["uniform", "success", "learning-progress", "mastering-rate", "plr", "camrl"]
+
+
+def load_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_one(curr: str, seed: int, args, out: Path) -> dict:
+    run_dir = out / "runs" / f"{curr}_s{seed}"
+    mtrl = [sys.executable, "-m", "mtrl.cli"]
+    t0 = time.time()
+    if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*.pt")):
+        cmd = [*mtrl, "train", "--resume", str(run_dir), f"total_steps={args.steps}"]
+    else:
+        cmd = [*mtrl, "train", "envs/minigrid-ladder.yaml", f"agents/mtppo-{curr}.yaml", f"total_steps={args.steps}",
+               f"seed={seed}", f"runners={args.runners}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
+               f"eval_episodes={args.eval_episodes_during}", "log_every=5"]
+    print(f"== {curr} seed {seed}: {' '.join(cmd[2:])}", flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes)], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    ev = json.loads((run_dir / "eval.json").read_text())
+    curve = [json.loads(line) for line in (run_dir / "eval_history.jsonl").read_text().splitlines() if line]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"curriculum": curr, "seed": seed, "steps": args.steps, "wall_s": round(time.time() - t0, 1),
+            "final_success": {k: v["success"] for k, v in ev["tasks"].items()},
+            "eval_episodes": args.eval_episodes, "window_success": summary["success"],
+            "curve": [{"step": c["step"], "success": c["success"]} for c in curve], "run_dir": str(run_dir)}
+
+
+def targets_of() -> list[str]:
+    from mtrl.envs.tasksets import LADDER
+
+    return [t.removeprefix("MiniGrid-").removesuffix("-v0") for t in LADDER.values()]
+
+
+def report(results: list[dict], out: Path) -> dict:
+    """Mean final success per task and curriculum; PNG of target-task curves; markdown table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = targets_of()
+    by: dict[str, list[dict]] = {}
+    for r in results:
+        by.setdefault(r["curriculum"], []).append(r)
+    table: dict[str, dict] = {}
+    tasks = list(results[0]["final_success"]) if results else []
+    for c, rs in by.items():
+        fin = {t: float(np.mean([r["final_success"][t] for r in rs])) for t in tasks}
+        table[c] = {"seeds": len(rs), "mean_success": float(np.mean(list(fin.values()))),
+                    "target_mean": float(np.mean([fin[t] for t in targets])), "per_task": fin,
+                    "targets_solved_0.9": int(sum(fin[t] >= 0.9 for t in targets)),
+                    "wall_s_mean": float(np.mean([r["wall_s"] for r in rs]))}
+    lines = ["| curriculum | seeds | mean success | target mean | " + " | ".join(tasks) + " |",
+             "|---" * (4 + len(tasks)) + "|"]
+    for c, row in table.items():
+        lines.append(f"| {c} | {row['seeds']} | {row['mean_success']:.2f} | {row['target_mean']:.2f} | "
+                     + " | ".join(f"{row['per_task'][t]:.2f}" for t in tasks) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), sharey=True)
+    for ax, t in zip(np.atleast_1d(axes), targets):
+        for c, rs in by.items():
+            steps = sorted({p["step"] for r in rs for p in r["curve"]})
+            ys = [np.mean([p["success"][t] for r in rs for p in r["curve"] if p["step"] == s]) for s in steps]
+            ax.plot(steps, ys, label=f"{c} ({len(rs)})")
+        ax.set_title(t)
+        ax.set_xlabel("env steps")
+        ax.set_ylim(-0.05, 1.05)
+    np.atleast_1d(axes)[0].set_ylabel("deterministic success")
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=90)
+    return table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--curricula", nargs="+", default=CURRICULA)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=2_000_000)
+    p.add_argument("--runners", type=int, default=2)
+    p.add_argument("--eval-every", type=int, default=250_000)
+    p.add_argument("--eval-episodes-during", type=int, default=10)
+    p.add_argument("--eval-episodes", type=int, default=20, help="episodes per task in the final `mtrl eval`")
+    p.add_argument("--out", default=str(ROOT / "benchmarks/results/curriculum_ladder"))
+    p.add_argument("--plot-only", action="store_true")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res_path = out / "results.jsonl"
+    if not args.plot_only:
+        for seed in args.seeds:  # seeds outermost: a partial benchmark still compares every curriculum
+            for curr in args.curricula:
+                done = {(r["curriculum"], r["seed"], r["steps"]) for r in load_results(res_path)}
+                if (curr, seed, args.steps) in done:
+                    continue
+                row = run_one(curr, seed, args, out)
+                with open(res_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    results = [r for r in load_results(res_path) if r["steps"] == args.steps]
+    if results:
+        print(json.dumps(report(results, out), indent=2))
+
+
+if __name__ == "__main__":
+    main()
