@@ -291,3 +291,11 @@ def test_camrl_resume_equals_uninterrupted(tmp_path):
     assert a["curriculum"]["order"] == b["curriculum"]["order"]
     for k, v in a["agent"]["net"].items():
         assert torch.equal(v, b["agent"]["net"][k]), k
+
+
+def test_ladder_preset_graph_matches_its_tasks():
+    cfg = build_config(["envs/minigrid-ladder.yaml", "agents/mtppo-mastering-rate.yaml"], [])
+    sched = curriculum.get("mastering-rate", [t.removeprefix("MiniGrid-").removesuffix("-v0") for pair in
+                                              __import__("mtrl.envs.tasksets", fromlist=["LADDER"]).LADDER.items()
+                                              for t in pair], dict(cfg.task_graph))
+    assert len(sched.edges) == 4 and all(j == i + 1 for i, j in sched.edges)  # stone -> its target
