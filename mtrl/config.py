@@ -204,9 +204,11 @@ def validate(cfg: DictConfig) -> None:
 
         sched = curriculum.get(cfg.curriculum, [t.name for t in tasks], OmegaConf.to_container(cfg.task_graph),
                                **OmegaConf.to_container(cfg.curriculum_args))  # bad name / args / graph -> MtrlError
-        if getattr(sched, "needs_ensemble", False) and (cfg.algo != "mtppo" or cfg.ppo.heads != "ensemble"):
-            raise MtrlError(f"curriculum {cfg.curriculum!r} needs one network per task: use algo=mtppo with "
-                            f"ppo.heads=ensemble (see agents/mtppo-camrl.yaml); got algo={cfg.algo}")
+        heads = cfg.ppo.heads if cfg.algo == "mtppo" else cfg.sac.heads
+        if getattr(sched, "needs_ensemble", False) and heads != "ensemble":
+            section = "ppo" if cfg.algo == "mtppo" else "sac"
+            raise MtrlError(f"curriculum {cfg.curriculum!r} needs one network per task: set {section}.heads=ensemble "
+                            f"(see agents/{cfg.algo}-camrl.yaml); got {section}.heads={heads}")
     if cfg.algo == "mtsac":
         _validate_sac(cfg, len(tasks))
 
@@ -223,8 +225,8 @@ def _validate_sac(cfg: DictConfig, num_tasks: int) -> None:
     if sac.utd <= 0 or sac.learning_starts < 0 or not 0 < sac.tau <= 1 or sac.init_alpha <= 0:
         raise MtrlError(f"need sac.utd > 0, sac.learning_starts >= 0, 0 < sac.tau <= 1, sac.init_alpha > 0; "
                         f"got {sac.utd}, {sac.learning_starts}, {sac.tau}, {sac.init_alpha}")
-    if sac.heads not in ("single", "multi"):
-        raise MtrlError(f"unknown sac.heads {sac.heads!r}; valid choices: 'single', 'multi'")
+    if sac.heads not in ("single", "multi", "ensemble"):
+        raise MtrlError(f"unknown sac.heads {sac.heads!r}; valid choices: 'single', 'multi', 'ensemble'")
 
 
 def save(cfg: DictConfig, path: Path) -> None:

@@ -174,7 +174,7 @@ def test_curriculum_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(v, b["agent"]["net"][k]), k
 
 
-@pytest.mark.parametrize("name", ["uniform", "success", "learning-progress", "mastering-rate", "plr"])
+@pytest.mark.parametrize("name", ["uniform", "success", "learning-progress", "mastering-rate", "plr", "camrl"])
 def test_every_curriculum_preset_trains_mtppo_and_mtsac(tmp_path, name):
     """Each scheduler from its preset (base: mtppo / mtsac), on MiniGrid and on Meta-World."""
     graph = "task_graph={Empty-5x5: [LavaGapS5]}"
@@ -299,3 +299,30 @@ def test_ladder_preset_graph_matches_its_tasks():
                                               __import__("mtrl.envs.tasksets", fromlist=["LADDER"]).LADDER.items()
                                               for t in pair], dict(cfg.task_graph))
     assert len(sched.edges) == 4 and all(j == i + 1 for i, j in sched.edges)  # stone -> its target
+
+
+def test_camrl_with_mtsac_regularises_the_per_task_actors():
+    import gymnasium as gym
+
+    from mtrl.agents import MTSAC, SACConfig
+
+    T = 3
+    agent = MTSAC(SACConfig(hidden=[8], heads="ensemble", batch_per_task=4, learning_starts=0), 5, T,
+                  gym.spaces.Box(-1, 1, (2,)))
+    sched = curriculum.get("camrl", NAMES, reg_coef=0.5)
+    sched.attach(agent)
+    sched.mode, sched.order, sched.focus = "multi", [1, 0], 0
+    sched.B[1, 0] = 0.4
+    W = agent.actor.task_matrix().detach()
+    np.testing.assert_allclose(float(sched.regulariser().detach()), 0.5 * float((W[0] - 0.4 * W[1]).pow(2).sum()),
+                               rtol=1e-5)
+    rng = np.random.default_rng(0)
+    batch = {"obs": rng.normal(size=(12, 5)).astype(np.float32), "actions": rng.uniform(-1, 1, (12, 2)).astype(
+        np.float32), "rewards": rng.normal(size=12).astype(np.float32), "next_obs": rng.normal(size=(12, 5)).astype(
+        np.float32), "terminated": np.zeros(12, np.float32), "task_ids": np.repeat(np.arange(T), 4)}
+    before = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    out = agent.update(batch)
+    assert out["loss/extra"] > 0
+    assert not torch.equal(before["trunk.layers.0.weight"][0], agent.actor.state_dict()["trunk.layers.0.weight"][0])
+    with pytest.raises(MtrlError, match="sac.heads=ensemble"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["curriculum=camrl"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,7 @@ class SACConfig:
     batch_size: int | None = None  # total over tasks; None: batch_per_task x T (MT10: 1280)
     batch_per_task: int = 128
     hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
-    heads: str = "single"  # single | multi
+    heads: str = "single"  # single | multi | ensemble (one actor and twin critic per task)
     init_alpha: float = 1.0
     target_entropy: float | None = None  # None: -|A|
     buffer_per_task: int = 100_000  # transitions kept per task
@@ -85,6 +86,9 @@ class MTSAC:
             raise ValueError(f"MT-SAC needs continuous (Box) actions, got {action_space}; use mtppo")
         if not (np.all(action_space.low == -1) and np.all(action_space.high == 1)):
             raise ValueError(f"MT-SAC's tanh policy expects actions in [-1, 1], got {action_space}")
+        if cfg.heads == "ensemble" and surgery != "mean":
+            raise ValueError(f"sac.heads=ensemble shares no parameters, so surgery={surgery!r} has nothing to "
+                             "combine; use surgery=mean")
         self.cfg = cfg
         self.num_tasks = T = num_tasks
         self.act_dim = A = int(np.prod(action_space.shape))
@@ -112,6 +116,9 @@ class MTSAC:
         # one aggregator per loss: stateful methods (momentum, loss history) must not mix them
         self.critic_surgery = SurgeryStep(self.critic, get_surgery(surgery, **args), diagnostics_every)
         self.actor_surgery = SurgeryStep(self.actor, get_surgery(surgery, **args), diagnostics_every)
+        # An extra actor-loss term (None: none), e.g. CAMRL's transfer regulariser on the per-task
+        # actors installed by the curriculum; its gradient is added after surgery.
+        self.extra_loss: Callable[[], torch.Tensor | None] | None = None
 
     @property
     def policy(self) -> TanhGaussianActor:
@@ -229,8 +236,14 @@ class MTSAC:
             self.actor_opt.zero_grad(set_to_none=True)
             self._skip("actor/alpha")
             return
+        extra = self.extra_loss() if self.extra_loss is not None else None
         if not surgery:
-            actor_task.mean().backward(inputs=list(self.actor.parameters()))  # no critic weight grads
+            total = actor_task.mean() if extra is None else actor_task.mean() + extra
+            total.backward(inputs=list(self.actor.parameters()))  # no critic weight grads
+        elif extra is not None:
+            extra.backward(inputs=list(self.actor.parameters()))
+        if extra is not None:
+            out["loss/extra"] = float(extra.detach())
         self.actor_opt.step()
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()

@@ -1,4 +1,5 @@
-"""MT-SAC networks: a tanh-Gaussian actor and twin Q critics, single head or one head per task.
+"""MT-SAC networks: a tanh-Gaussian actor and twin Q critics, single head, one head per task, or
+(``heads: ensemble``) one whole network per task, stored as batched ``[T, ...]`` weights.
 
 The twin critics are two plain ``nn.Linear`` stacks. An "ensemble" layout (weights
 ``[2, in, out]``, one ``baddbmm`` per layer for both critics) was tried first: on CPU it was
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtrl.agents.networks import TaskHeads
+from mtrl.agents.networks import TaskHeads, TaskMLP
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -34,15 +35,18 @@ class TwinQ(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, num_tasks: int, hidden: Sequence[int], heads: str):
         super().__init__()
         dims = [obs_dim + act_dim, *hidden]
-        self.num_heads = num_tasks if heads == "multi" else 1
-        self.bodies = nn.ModuleList(_mlp(dims) for _ in range(2))
+        self.num_heads = num_tasks if heads in ("multi", "ensemble") else 1
+        self.ensemble = heads == "ensemble"
+        self.bodies = nn.ModuleList((TaskMLP(dims[0], hidden, num_tasks, nn.ReLU) if self.ensemble else _mlp(dims))
+                                    for _ in range(2))
         self.heads = nn.ModuleList(nn.Linear(dims[-1], self.num_heads) for _ in range(2))
         for h in self.heads:
-            h.task_specific = heads == "multi"
+            h.task_specific = self.num_heads > 1
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, act], -1)
-        q = torch.stack([head(body(x)) for body, head in zip(self.bodies, self.heads)])  # [2, B, heads]
+        q = torch.stack([head(body(x, task_ids) if self.ensemble else body(x))
+                         for body, head in zip(self.bodies, self.heads)])  # [2, B, heads]
         if self.num_heads == 1:
             return q.squeeze(-1)
         return q.gather(-1, task_ids.view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
@@ -100,14 +104,32 @@ class TanhGaussianActor(nn.Module):
     def __init__(self, obs_dim: int, num_tasks: int, act_dim: int, hidden: Sequence[int] = (400, 400, 400),
                  heads: str = "single", **_: object):
         super().__init__()
-        layers: list[nn.Module] = []
-        d = obs_dim
-        for h in hidden:
-            layers += [nn.Linear(d, h), nn.ReLU()]
-            d = h
-        self.trunk = nn.Sequential(*layers)
-        self.head = TaskHeads(d, 2 * act_dim, num_tasks if heads == "multi" else 1, gain=1.0)
+        self.ensemble = heads == "ensemble"
+        self.num_tasks = num_tasks
+        d = hidden[-1] if hidden else obs_dim
+        if self.ensemble:
+            self.trunk: nn.Module = TaskMLP(obs_dim, hidden, num_tasks, nn.ReLU)
+        else:
+            self.trunk = _mlp([obs_dim, *hidden])
+        self.head = TaskHeads(d, 2 * act_dim, num_tasks if heads in ("multi", "ensemble") else 1, gain=1.0)
         self.act_dim = act_dim
+
+    def task_matrix(self) -> torch.Tensor:
+        """``[T, P]``: every parameter of each task's actor, flattened (``ensemble`` only)."""
+        if not self.ensemble:
+            raise ValueError("task_matrix() needs heads='ensemble' (per-task networks)")
+        T = self.num_tasks
+        parts = []
+        for layer in self.trunk.layers:
+            parts += [layer.weight.reshape(T, -1), layer.bias]
+        h = self.head
+        parts += [h.weight.view(h.weight.shape[0], T, -1).transpose(0, 1).reshape(T, -1), h.bias.view(T, -1)]
+        return torch.cat(parts, 1)
+
+    def last_layer(self) -> torch.Tensor:
+        """``[T, in * out]``: each task's output layer."""
+        h = self.head
+        return h.weight.view(h.weight.shape[0], self.num_tasks, -1).transpose(0, 1).reshape(self.num_tasks, -1)
 
     def forward(self, obs: torch.Tensor, task_ids: torch.Tensor, generator: torch.Generator | None = None,
                 deterministic: bool = False, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +137,8 @@ class TanhGaussianActor(nn.Module):
 
         ``eps`` (standard normal noise) may be given, e.g. to vmap the actor over tasks.
         """
-        mu, log_std = self.head(self.trunk(obs), task_ids).chunk(2, -1)
+        feats = self.trunk(obs, task_ids) if self.ensemble else self.trunk(obs)
+        mu, log_std = self.head(feats, task_ids).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         if eps is None:
             eps = torch.zeros_like(mu) if deterministic else torch.randn(mu.shape, generator=generator)

@@ -1,7 +1,7 @@
 """CAMRL: curriculum-based asymmetric multi-task RL (Huang et al., IEEE TPAMI 2023, arXiv 2211.03352).
 
-Every task has its own policy w_t (MT-PPO with ``ppo.heads: ensemble``: one actor and critic per
-task, stored as batched ``[T, ...]`` weights, so ``W = net.task_matrix()`` is a ``[T, P]`` matrix).
+Every task has its own policy w_t (``ppo.heads: ensemble`` or ``sac.heads: ensemble``: one network
+per task, stored as batched ``[T, ...]`` weights, so ``W = net.task_matrix()`` is a ``[T, P]`` matrix).
 Training runs in rounds; each round is in one of two modes.
 
 **Mode switch.** After each round, with l the per-task learner losses (MT-PPO's per-task loss),
@@ -43,8 +43,9 @@ tends to the hard rank 1 + #{j : x_j > x_i} (ties counting 1/2) as the sharpness
 **Choices made here** (the main text was not available; the released code is a notebook export
 that does not run: see docs/camrl-notes.md for what each source says):
 
-1. The base learner is MT-PPO with per-task networks (the paper uses per-task SAC agents); the
-   w in R and term_1 is each task's full actor and critic.
+1. The base learner is MT-PPO or MT-SAC with per-task networks (``heads: ensemble``; the paper
+   uses per-task SAC agents). w in R and term_1 is, for MT-PPO, each task's actor and critic;
+   for MT-SAC each task's actor (as in the released code), R entering the actor loss.
 2. L_t in term_0 and in the loss ranking is 1 - (windowed success of task t): PPO's loss is
    sign-indefinite, and (1 + mu sum b) L only discourages sending transfer from a task when L >= 0.
    The indicator I uses the learner's per-task loss, as the code does (its SAC policy loss).
@@ -121,7 +122,7 @@ def frank_wolfe(f, b0: torch.Tensor, free: torch.Tensor, radius: float, steps: i
 
 class CAMRL(Scheduler):
     name = "camrl"
-    needs_ensemble = True  # per-task networks: algo=mtppo with ppo.heads=ensemble
+    needs_ensemble = True  # per-task networks: ppo.heads=ensemble or sac.heads=ensemble
     state_attrs = ("B", "mode", "round", "order", "remaining", "left", "focus", "loss_hist", "term_hist",
                    "last_loss", "indicator", "rng")
 
@@ -176,8 +177,8 @@ class CAMRL(Scheduler):
         """Install the transfer regulariser on the learner (per-task networks required)."""
         net = getattr(agent, "policy", None)
         if not getattr(net, "ensemble", False) or not hasattr(agent, "extra_loss"):
-            raise MtrlError("curriculum 'camrl' needs one network per task: use algo=mtppo with "
-                            "ppo.heads=ensemble (see agents/mtppo-camrl.yaml)")
+            raise MtrlError("curriculum 'camrl' needs one network per task: set ppo.heads=ensemble or "
+                            "sac.heads=ensemble (see agents/mtppo-camrl.yaml, agents/mtsac-camrl.yaml)")
         self.agent = agent
         agent.extra_loss = self.regulariser
 
