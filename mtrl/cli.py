@@ -1,4 +1,4 @@
-"""``mtrl`` command line: ``tasksets``, ``train``, ``eval``, ``record``, ``compare``."""
+"""``mtrl`` command line: ``tasksets``, ``train``, ``eval``, ``record``, ``demos``, ``compare``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,18 @@ def _cmd_record(args: argparse.Namespace) -> None:
     print(f"grid: {res['grid']}" + (f" (rendered with MUJOCO_GL={res['backend']})" if res["backend"] else ""))
 
 
+def _cmd_demos(args: argparse.Namespace) -> None:
+    from mtrl.imitation.demos import make_demos
+
+    res = make_demos(args.taskset, args.episodes, args.out, labels=not args.no_labels, seed=args.seed,
+                     max_episode_steps=args.max_steps, overwrite=args.overwrite, progress=sys.stderr.isatty())
+    print(f"{'task':32s} {'expert success':>14s}")
+    for name, s in res["expert_success"].items():
+        print(f"{name:32s} {s:14.2f}")
+    print(f"wrote {res['episodes']} episodes ({res['steps']:,} steps, "
+          f"{'with' if res['labels'] else 'without'} task labels) to {res['path']}")
+
+
 def _cmd_compare(args: argparse.Namespace) -> None:
     from mtrl.compare import compare, markdown
 
@@ -115,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int, default=500, help="cap on steps per episode")
     s.add_argument("--fps", type=int, default=30)
     s.set_defaults(func=_cmd_record)
+    s = sub.add_parser("demos", help="expert demonstrations for a task set, stored as a Minari dataset")
+    s.add_argument("taskset", metavar="TASKSET", help="a task set name (see `mtrl tasksets`)")
+    s.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
+    s.add_argument("--out", default="demos", help="root folder of the datasets (default: ./demos)")
+    s.add_argument("--no-labels", action="store_true", help="strip task ids (unannotated demonstrations)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-steps", type=int, default=None, help="episode limit (default: each task's own)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing dataset of the same id")
+    s.set_defaults(func=_cmd_demos)
     s = sub.add_parser("compare", help="aggregate runs by method over seeds (IQM, bootstrap CIs, plots)")
     s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     s.add_argument("--out", default="compare", help="output folder (default: ./compare)")

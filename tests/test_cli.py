@@ -104,7 +104,7 @@ def test_malformed_yaml_and_missing_preset(tmp_path):
     assert r.returncode == 2 and "not a run folder" in r.stderr
 
 
-@pytest.mark.parametrize("command", [None, "tasksets", "train", "eval", "record", "compare"])
+@pytest.mark.parametrize("command", [None, "tasksets", "train", "eval", "record", "demos", "compare"])
 def test_help_of_every_command_prints_usage(command):
     r = mtrl(*([command] if command else []), "--help")
     assert r.returncode == 0, r.stderr
