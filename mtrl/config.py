@@ -40,6 +40,9 @@ class TrainConfig:
     curriculum: str | None = None  # task scheduler (see mtrl.curriculum.names()); None: fixed balanced slots
     curriculum_args: dict[str, Any] = field(default_factory=dict)  # e.g. {tau: 0.2} for success
     task_graph: dict[str, list[str]] = field(default_factory=dict)  # env preset: task -> tasks it leads to
+    imitation: str | None = None  # learn from demonstrations: gail | airl (None: the environment's reward)
+    imitation_args: dict[str, Any] = field(default_factory=dict)  # e.g. {grad_penalty: 10, disc_updates: 4}
+    demos: str | None = None  # demonstration dataset folder (`mtrl demos` prints it)
     sac: SACConfig = field(default_factory=SACConfig)
     total_steps: int = 200_000  # environment steps summed over all tasks
     seed: int = 0
@@ -209,6 +212,13 @@ def validate(cfg: DictConfig) -> None:
             section = "ppo" if cfg.algo == "mtppo" else "sac"
             raise MtrlError(f"curriculum {cfg.curriculum!r} needs one network per task: set {section}.heads=ensemble "
                             f"(see agents/{cfg.algo}-camrl.yaml); got {section}.heads={heads}")
+    if cfg.imitation is not None or cfg.demos:
+        from mtrl import imitation
+
+        if cfg.imitation is None:
+            raise MtrlError("demos= is set but no imitation method is; use an imitation preset (agents/gail.yaml, "
+                            "agents/airl.yaml) or imitation=gail|airl")
+        imitation.validate(cfg, [t.name for t in tasks])
     if cfg.algo == "mtsac":
         _validate_sac(cfg, len(tasks))
 

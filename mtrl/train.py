@@ -80,6 +80,13 @@ class Trainer:
             self.curriculum.attach(self.agent)
         self.task_weights: np.ndarray | None = None  # what the runners sample tasks from (None: fixed slots)
         self.reward_model: RewardModel | None = None
+        self.reward_log: dict[str, Any] = {}  # what the reward model reported this iteration
+        if cfg.imitation is not None:
+            from mtrl import imitation
+
+            self.reward_model = imitation.build(cfg, probe, self.agent)
+            print(f"imitation: {cfg.imitation} from {cfg.demos} (the environment's reward is logged, never learned "
+                  "from)", flush=True)
         if not self.agent.on_policy:
             shape = probe.single_action_space.shape
             self.replay = PerTaskReplay(probe.num_tasks, cfg.sac.buffer_per_task, probe.obs_dim, int(np.prod(shape)))
@@ -154,7 +161,7 @@ class Trainer:
         t0 = time.time()
         rollout = self.relabel(self.pool.sample(n, self.agent.policy_state()), "rollout")
         t1 = time.time()
-        out = self.agent.update(rollout, progress=self.step / self.cfg.total_steps)
+        out = {**self.agent.update(rollout, progress=self.step / self.cfg.total_steps), **self.reward_log}
         out["_task_steps"] = np.bincount(rollout["task_ids"].ravel(), minlength=len(self.task_names))
         return n * self.total_slots, {**out, "_episodes": rollout["episodes"]}, {
             "perf/sample_s": t1 - t0, "perf/update_s": time.time() - t1}
@@ -191,8 +198,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ seams
     def relabel(self, data: dict[str, Any], kind: str) -> dict[str, Any]:
-        """The reward seam: a reward model rewrites ``rewards`` before the learner sees them."""
-        return data if self.reward_model is None else self.reward_model.relabel(data, kind)
+        """The reward seam: a reward model trains on the new experience, then rewrites ``rewards``
+        before the learner sees them (the env's reward stays in the episode statistics)."""
+        if self.reward_model is None:
+            return data
+        self.reward_log = self.reward_model.update(data, kind)
+        data = self.reward_model.relabel(data, kind)
+        self.reward_log["imitation/reward"] = self.reward_model.reward_per_task(data)
+        return data
 
     def schedule(self, out: dict[str, Any], new: dict[int, np.ndarray]) -> dict[str, Any]:
         """The curriculum seam: per-task statistics in, task weights out to every runner.

@@ -1,0 +1,54 @@
+"""Learning from demonstrations: expert datasets (:mod:`~mtrl.imitation.demos`), scripted experts
+(:mod:`~mtrl.imitation.experts`) and reward models that relabel rollouts before the learner sees
+them (:mod:`~mtrl.imitation.adversarial`: GAIL, AIRL), selected by ``imitation: NAME`` with
+``imitation_args`` and ``demos: PATH`` in the config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mtrl.errors import MtrlError, choices
+
+METHODS = ("gail", "airl")
+HOW_TO = "make them with `mtrl demos TASKSET --episodes N` and pass demos=PATH (the folder it printed)"
+
+
+def validate(cfg: Any, task_names: list[str]) -> None:
+    """Cheap config checks (name, algorithm, the demos folder and its task names); raises MtrlError."""
+    if cfg.imitation not in METHODS:
+        raise MtrlError(f"unknown imitation {cfg.imitation!r}; valid methods: {choices(METHODS)}")
+    if cfg.algo != "mtppo":
+        raise MtrlError(f"imitation {cfg.imitation!r} trains MT-PPO; got algo={cfg.algo}")
+    if not cfg.demos:
+        raise MtrlError(f"imitation {cfg.imitation!r} needs demonstrations: {HOW_TO}")
+    p = Path(cfg.demos)
+    meta_path = p / "data" / "metadata.json" if (p / "data").is_dir() else p / "metadata.json"
+    if not meta_path.is_file():
+        raise MtrlError(f"demos={cfg.demos} is not a demonstration dataset (no metadata.json); {HOW_TO}")
+    names = json.loads(meta_path.read_text()).get("task_names")
+    if names != list(task_names):
+        raise MtrlError(f"demos={cfg.demos} are for tasks {names}, but the run trains {list(task_names)}")
+    bad = sorted(set(cfg.imitation_args) - set(_ARGS))
+    if bad:
+        raise MtrlError(f"imitation has no argument {bad[0]!r}; valid arguments: {choices(_ARGS)}")
+
+
+_ARGS = ("hidden", "lr", "grad_penalty", "disc_updates", "disc_batch", "use_labels", "reward")
+
+
+def build(cfg: Any, probe: Any, agent: Any):
+    """The reward model for a run: loads and checks the demos, attaches to the learner."""
+    from omegaconf import OmegaConf
+
+    from mtrl.imitation.adversarial import AdversarialReward
+    from mtrl.imitation.demos import check_matches, load_demos
+
+    demos = load_demos(cfg.demos)
+    check_matches(demos, probe.task_names, probe.raw_dim, probe.single_action_space)
+    args = OmegaConf.to_container(cfg.imitation_args)
+    model = AdversarialReward(cfg.imitation, demos, probe.num_tasks, probe.raw_dim, probe.single_action_space,
+                              gamma=cfg.ppo.gamma, seed=cfg.seed, policy_one_hot=cfg.one_hot, **args)
+    model.attach(agent)
+    return model

@@ -1,0 +1,113 @@
+"""GAIL / AIRL reward models: the AIRL optimum, relabelling through the trainer's seam, labels,
+checkpoint/resume, and bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.nn import functional as F
+
+from mtrl import checkpoint
+from mtrl.config import build_config
+from mtrl.errors import MtrlError
+from mtrl.imitation.adversarial import Discriminator
+from mtrl.imitation.demos import make_demos
+from mtrl.train import train
+
+
+def test_airl_discriminator_optimum_recovers_the_expert_log_policy():
+    """One state, three actions: expert pi_E = (.7, .2, .1), generator uniform. At the optimum of
+    the logistic loss, D = pi_E / (pi_E + pi), i.e. exp f = pi_E: f recovers log pi_E."""
+    torch.manual_seed(0)
+    pi_e = torch.tensor([0.7, 0.2, 0.1])
+    pi_g = torch.full((3,), 1 / 3)
+    disc = Discriminator(obs_dim=1, act_dim=3, hidden=[16], kind="airl", gamma=0.9)
+    opt = torch.optim.Adam(disc.parameters(), lr=1e-2)
+    s = torch.ones(4096, 1)
+    done = torch.zeros(4096)
+    for _ in range(1500):
+        a_e = torch.multinomial(pi_e, 4096, replacement=True)
+        a_g = torch.multinomial(pi_g, 4096, replacement=True)
+        le = disc.logit(s, F.one_hot(a_e, 3).float(), s, done, pi_g[a_e].log())
+        lg = disc.logit(s, F.one_hot(a_g, 3).float(), s, done, pi_g[a_g].log())
+        loss = F.softplus(-le).mean() + F.softplus(lg).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        f = disc.f(torch.ones(3, 1), torch.eye(3), torch.ones(3, 1), torch.zeros(3))
+    np.testing.assert_allclose(f.exp().numpy(), pi_e.numpy(), atol=0.03)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demos")
+    return {"labelled": make_demos("minigrid/MT3", 10, root)["path"],
+            "unlabelled": make_demos("minigrid/MT3", 10, root, labels=False)["path"]}
+
+
+ARGS = ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "log_every=1",
+        "imitation_args={hidden: [32], disc_batch: 64, disc_updates: 2}"]
+
+
+@pytest.mark.parametrize("method, labels", [("gail", "labelled"), ("airl", "labelled"), ("airl", "unlabelled")])
+def test_imitation_run_relabels_rewards_and_logs(tmp_path, demos, method, labels):
+    run = train(build_config([], [*ARGS, f"imitation={method}", f"demos={demos[labels]}", "total_steps=768",
+                                  f"run_dir={tmp_path / 'r'}"]))
+    state = checkpoint.load(checkpoint.latest(run))
+    assert state["reward_model"]["updates"] == 4
+    first = state["reward_model"]["disc"]["g.0.weight"]
+    assert first.shape[1] == 984 + (3 if labels == "labelled" else 0) + 7  # obs (+ one-hot) + one-hot action
+    ea = EventAccumulator(str(run))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    for tag in ["imitation/acc_expert", "imitation/acc_policy", "imitation/loss", "imitation/reward/Empty-5x5",
+                "task/Empty-5x5/success"]:
+        assert tag in tags, sorted(t for t in tags if "imitation" in t)
+
+
+def test_relabel_replaces_the_learners_reward_and_keeps_the_env_reward(tmp_path, demos):
+    from mtrl.train import Trainer
+
+    cfg = build_config([], [*ARGS, "imitation=airl", f"demos={demos['labelled']}", f"run_dir={tmp_path}"])
+    trainer = Trainer(cfg, tmp_path, None)
+    try:
+        rollout = trainer.pool.sample(32, trainer.agent.policy_state())
+        env_r = rollout["rewards"].copy()
+        out = trainer.relabel(rollout, "rollout")
+        np.testing.assert_array_equal(out["env_rewards"], env_r)
+        assert out["rewards"].shape == env_r.shape and not np.array_equal(out["rewards"], env_r)
+        assert trainer.reward_log["imitation/reward"].shape == (3,)
+    finally:
+        trainer.pool.close()
+
+
+def test_imitation_resume_equals_uninterrupted(tmp_path, demos):
+    args = [*ARGS, "imitation=airl", f"demos={demos['labelled']}", "checkpoint_every=192"]
+    full = train(build_config([], [*args, "total_steps=768", f"run_dir={tmp_path / 'full'}"]))
+    part = train(build_config([], [*args, "total_steps=384", f"run_dir={tmp_path / 'part'}"]))
+    train(build_config([], ["total_steps=768"], base=build_config([], [*args, f"run_dir={part}"])), resume=part)
+    a, b = (checkpoint.load(checkpoint.latest(r)) for r in (full, part))
+    for k, v in a["reward_model"]["disc"].items():
+        assert torch.equal(v, b["reward_model"]["disc"][k]), k
+    for k, v in a["agent"]["net"].items():
+        assert torch.equal(v, b["agent"]["net"][k]), k
+
+
+def test_bad_imitation_input_is_refused(tmp_path, demos):
+    with pytest.raises(MtrlError, match="needs demonstrations: make them with `mtrl demos"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/gail.yaml"], [])
+    with pytest.raises(MtrlError, match="not a demonstration dataset"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/airl.yaml"], [f"demos={tmp_path}"])
+    with pytest.raises(MtrlError, match="are for tasks"):
+        build_config(["envs/minigrid-mt5.yaml", "agents/airl.yaml"], [f"demos={demos['labelled']}"])
+    with pytest.raises(MtrlError, match="no imitation method"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/mtppo.yaml"], [f"demos={demos['labelled']}"])
+    with pytest.raises(MtrlError, match="valid methods: 'gail', 'airl'"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/mtppo.yaml"], ["imitation=bc", f"demos={demos['labelled']}"])
+    with pytest.raises(MtrlError, match="no argument 'temperature'"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/gail.yaml"],
+                     [f"demos={demos['labelled']}", "imitation_args={temperature: 1}"])
+    assert Path(demos["labelled"]).is_dir()
