@@ -212,12 +212,9 @@ def validate(cfg: DictConfig) -> None:
             section = "ppo" if cfg.algo == "mtppo" else "sac"
             raise MtrlError(f"curriculum {cfg.curriculum!r} needs one network per task: set {section}.heads=ensemble "
                             f"(see agents/{cfg.algo}-camrl.yaml); got {section}.heads={heads}")
-    if cfg.imitation is not None or cfg.demos:
+    if cfg.imitation is not None or cfg.demos or cfg.algo == "bc":
         from mtrl import imitation
 
-        if cfg.imitation is None:
-            raise MtrlError("demos= is set but no imitation method is; use an imitation preset (agents/gail.yaml, "
-                            "agents/airl.yaml) or imitation=gail|airl")
         imitation.validate(cfg, [t.name for t in tasks])
     if cfg.algo == "mtsac":
         _validate_sac(cfg, len(tasks))

@@ -81,12 +81,12 @@ class Trainer:
         self.task_weights: np.ndarray | None = None  # what the runners sample tasks from (None: fixed slots)
         self.reward_model: RewardModel | None = None
         self.reward_log: dict[str, Any] = {}  # what the reward model reported this iteration
-        if cfg.imitation is not None:
+        if cfg.demos:
             from mtrl import imitation
 
             self.reward_model = imitation.build(cfg, probe, self.agent)
-            print(f"imitation: {cfg.imitation} from {cfg.demos} (the environment's reward is logged, never learned "
-                  "from)", flush=True)
+            print(f"imitation: {cfg.imitation or cfg.algo} from {cfg.demos} (the environment's reward is logged, "
+                  "never learned from)", flush=True)
         if not self.agent.on_policy:
             shape = probe.single_action_space.shape
             self.replay = PerTaskReplay(probe.num_tasks, cfg.sac.buffer_per_task, probe.obs_dim, int(np.prod(shape)))

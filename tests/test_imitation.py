@@ -111,3 +111,20 @@ def test_bad_imitation_input_is_refused(tmp_path, demos):
         build_config(["envs/minigrid-mt3.yaml", "agents/gail.yaml"],
                      [f"demos={demos['labelled']}", "imitation_args={temperature: 1}"])
     assert Path(demos["labelled"]).is_dir()
+
+
+def test_behaviour_cloning_learns_mt3_from_labelled_demos(tmp_path, demos):
+    run = train(build_config(["envs/minigrid-mt3.yaml", "agents/bc.yaml"],
+                             [f"demos={demos['labelled']}", "total_steps=2000", "envs_per_task=2",
+                              f"run_dir={tmp_path / 'bc'}"]))
+    state = checkpoint.load(checkpoint.latest(run))
+    assert state["config"]["algo"] == "bc" and state["reward_model"] is None
+    from mtrl.evaluate import evaluate_run
+
+    res = evaluate_run(run, episodes=5, progress=False)
+    assert res["mean_success_train"] >= 0.9  # three small rooms, 30 expert episodes, ~120 BC steps
+    with pytest.raises(MtrlError, match="algo=bc needs demonstrations"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/bc.yaml"], [])
+    with pytest.raises(MtrlError, match="set one_hot=false"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/bc.yaml"], [f"demos={demos['unlabelled']}"])
+    build_config(["envs/minigrid-mt3.yaml", "agents/bc.yaml"], [f"demos={demos['unlabelled']}", "one_hot=false"])

@@ -6,13 +6,14 @@ from typing import Any
 
 from torch import nn
 
+from mtrl.agents.bc import BC
 from mtrl.agents.networks import ActorCritic
 from mtrl.agents.ppo import MTPPO, PPOConfig
 from mtrl.agents.sac import MTSAC, SACConfig
 from mtrl.agents.sac_networks import TanhGaussianActor
 
 #: name -> (learner class, the config key holding its hyper-parameters)
-ALGORITHMS: dict[str, tuple[type, str]] = {"mtppo": (MTPPO, "ppo"), "mtsac": (MTSAC, "sac")}
+ALGORITHMS: dict[str, tuple[type, str]] = {"mtppo": (MTPPO, "ppo"), "mtsac": (MTSAC, "sac"), "bc": (BC, "ppo")}
 
 _POLICIES: dict[str, type[nn.Module]] = {"ppo": ActorCritic, "sac": TanhGaussianActor}
 
@@ -23,4 +24,4 @@ def build_policy(spec: dict[str, Any]) -> nn.Module:
     return _POLICIES[spec.pop("kind", "ppo")](**spec)
 
 
-__all__ = ["ALGORITHMS", "MTPPO", "MTSAC", "PPOConfig", "SACConfig", "build_policy"]
+__all__ = ["ALGORITHMS", "BC", "MTPPO", "MTSAC", "PPOConfig", "SACConfig", "build_policy"]

@@ -17,29 +17,49 @@ HOW_TO = "make them with `mtrl demos TASKSET --episodes N` and pass demos=PATH (
 
 def validate(cfg: Any, task_names: list[str]) -> None:
     """Cheap config checks (name, algorithm, the demos folder and its task names); raises MtrlError."""
+    if cfg.algo == "bc":
+        if cfg.imitation is not None:
+            raise MtrlError(f"algo=bc learns from the demos directly; drop imitation={cfg.imitation}")
+        if not cfg.demos:
+            raise MtrlError(f"algo=bc needs demonstrations: {HOW_TO}")
+        meta = _check_demos_folder(cfg, task_names)
+        if not meta.get("labels", True) and cfg.one_hot:
+            raise MtrlError(f"BC from unlabelled demonstrations ({cfg.demos}) cannot feed the policy a task id; "
+                            "set one_hot=false (one policy over observations) or use labelled demos")
+        return
+    if cfg.imitation is None:
+        raise MtrlError("demos= is set but no imitation method is; use an imitation preset (agents/gail.yaml, "
+                        "agents/airl.yaml, agents/bc.yaml) or imitation=gail|airl")
     if cfg.imitation not in METHODS:
         raise MtrlError(f"unknown imitation {cfg.imitation!r}; valid methods: {choices(METHODS)}")
     if cfg.algo != "mtppo":
         raise MtrlError(f"imitation {cfg.imitation!r} trains MT-PPO; got algo={cfg.algo}")
     if not cfg.demos:
         raise MtrlError(f"imitation {cfg.imitation!r} needs demonstrations: {HOW_TO}")
+    _check_demos_folder(cfg, task_names)
+    bad = sorted(set(cfg.imitation_args) - set(_ARGS))
+    if bad:
+        raise MtrlError(f"imitation has no argument {bad[0]!r}; valid arguments: {choices(_ARGS)}")
+
+
+def _check_demos_folder(cfg: Any, task_names: list[str]) -> dict[str, Any]:
     p = Path(cfg.demos)
     meta_path = p / "data" / "metadata.json" if (p / "data").is_dir() else p / "metadata.json"
     if not meta_path.is_file():
         raise MtrlError(f"demos={cfg.demos} is not a demonstration dataset (no metadata.json); {HOW_TO}")
-    names = json.loads(meta_path.read_text()).get("task_names")
+    meta = json.loads(meta_path.read_text())
+    names = meta.get("task_names")
     if names != list(task_names):
         raise MtrlError(f"demos={cfg.demos} are for tasks {names}, but the run trains {list(task_names)}")
-    bad = sorted(set(cfg.imitation_args) - set(_ARGS))
-    if bad:
-        raise MtrlError(f"imitation has no argument {bad[0]!r}; valid arguments: {choices(_ARGS)}")
+    return meta
 
 
 _ARGS = ("hidden", "lr", "grad_penalty", "disc_updates", "disc_batch", "use_labels", "reward")
 
 
 def build(cfg: Any, probe: Any, agent: Any):
-    """The reward model for a run: loads and checks the demos, attaches to the learner."""
+    """Loads and checks the demos; returns the run's reward model attached to the learner, or
+    None for behaviour cloning (the demos go to the BC learner itself)."""
     from omegaconf import OmegaConf
 
     from mtrl.imitation.adversarial import AdversarialReward
@@ -47,6 +67,9 @@ def build(cfg: Any, probe: Any, agent: Any):
 
     demos = load_demos(cfg.demos)
     check_matches(demos, probe.task_names, probe.raw_dim, probe.single_action_space)
+    if cfg.algo == "bc":
+        agent.set_demos(demos, probe.raw_dim, cfg.one_hot)
+        return None
     args = OmegaConf.to_container(cfg.imitation_args)
     model = AdversarialReward(cfg.imitation, demos, probe.num_tasks, probe.raw_dim, probe.single_action_space,
                               gamma=cfg.ppo.gamma, seed=cfg.seed, policy_one_hot=cfg.one_hot, **args)
