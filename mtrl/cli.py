@@ -80,7 +80,8 @@ def _cmd_demos(args: argparse.Namespace) -> None:
     from mtrl.imitation.demos import make_demos
 
     res = make_demos(args.taskset, args.episodes, args.out, labels=not args.no_labels, seed=args.seed,
-                     max_episode_steps=args.max_steps, overwrite=args.overwrite, progress=sys.stderr.isatty())
+                     max_episode_steps=args.max_steps, overwrite=args.overwrite, progress=sys.stderr.isatty(),
+                     only_successful=args.only_successful)
     print(f"{'task':32s} {'expert success':>14s}")
     for name, s in res["expert_success"].items():
         print(f"{name:32s} {s:14.2f}")
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-steps", type=int, default=None, help="episode limit (default: each task's own)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset of the same id")
+    s.add_argument("--only-successful", action="store_true",
+                   help="store successful episodes only (the printed expert success still counts every episode)")
     s.set_defaults(func=_cmd_demos)
     s = sub.add_parser("compare", help="aggregate runs by method over seeds (IQM, bootstrap CIs, plots)")
     s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

@@ -107,3 +107,16 @@ def test_cli_demos_prints_expert_success_and_refuses_a_second_write(tmp_path):
     assert "LavaGapS5" in r.stdout and "1.00" in r.stdout and "wrote 6 episodes" in r.stdout
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--overwrite" in r.stderr
+
+
+def test_only_successful_keeps_successes_and_reports_the_true_rate(tmp_path):
+    # a 3-step limit: the expert reaches Empty-5x5's goal in 4+ steps from most starts
+    with pytest.raises(MtrlError, match="fewer than 3 of 9 episodes"):
+        make_demos("custom", 3, tmp_path, tasks=["MiniGrid-Empty-5x5-v0"], max_episode_steps=3, only_successful=True)
+    res = make_demos("custom", 2, tmp_path / "b", tasks=["MiniGrid-Empty-Random-6x6-v0"], max_episode_steps=4,
+                     only_successful=True, seed=1)
+    demos = load_demos(res["path"])
+    (name,) = demos.metadata["task_names"]
+    attempts = demos.metadata["attempts_per_task"][name]
+    assert attempts >= 2 and res["expert_success"][name] == 2 / attempts
+    assert len(np.unique(demos.episode)) == 2

@@ -9,7 +9,9 @@ the dataset metadata (``episode_task_ids``); without labels neither exists and t
 shuffled, so not even their order gives the task away.
 
 Dataset metadata (``dataset.storage.metadata``): ``mtrl_taskset``, ``task_names``, ``labels``,
-``expert_success`` (per task, all episodes of the expert), ``episodes_per_task``, ``obs_dim``,
+``expert_success`` (per task, every episode the expert played), ``episodes_per_task``,
+``only_successful`` and ``attempts_per_task`` (with ``--only-successful`` failed episodes are
+rolled out but not stored), ``obs_dim``,
 ``max_episode_steps``, ``seed``. Minari's own fields hold the spaces and counts.
 
 The dataset folder is ``OUT/<dataset id>`` (Minari's layout under ``MINARI_DATASETS_PATH=OUT``),
@@ -52,9 +54,12 @@ def _datasets_root(root: Path):
 
 
 def rollout(taskset: str, episodes: int, seed: int = 0, tasks: list[str] | None = None,
-            max_episode_steps: int | None = None, progress: bool = False) -> tuple[list[dict], Any]:
+            max_episode_steps: int | None = None, progress: bool = False,
+            only_successful: bool = False) -> tuple[list[dict], Any]:
     """``episodes`` expert episodes per task: ``[{task_id, obs [L+1, D], actions [L, ...], rewards,
-    terminations, truncations, success [L+1]}, ...]`` and the task set."""
+    terminations, truncations, success [L+1]}, ...]`` and the task set. With ``only_successful``,
+    failed episodes are dropped and more are rolled out (at most ``3 x episodes`` per task); every
+    attempt is still returned with ``kept`` False/True so the expert's true success rate is known."""
     from mtrl.envs import get
     from mtrl.envs.tasks import build_task_env, raw_obs_dim
     from mtrl.imitation.experts import expert_for
@@ -71,8 +76,10 @@ def rollout(taskset: str, episodes: int, seed: int = 0, tasks: list[str] | None 
     for k, spec in enumerate(specs):
         env = build_task_env(spec, seed, max_episode_steps)
         expert = expert_for(spec, env, seed * 1000 + k)
-        for e in range(episodes):
+        kept, e = 0, 0
+        while kept < episodes and e < (3 * episodes if only_successful else episodes):
             obs, info = env.reset(seed=seed * 100_003 + k * 10_007 + e)
+            e += 1
             expert.reset()
             rows, acts, rews, terms, truncs, succ = [obs], [], [], [], [], [float(info.get("success", 0.0))]
             done = False
@@ -89,10 +96,12 @@ def rollout(taskset: str, episodes: int, seed: int = 0, tasks: list[str] | None 
             o = np.zeros((len(rows), width), np.float32)
             for i, row in enumerate(rows):
                 o[i, :row.shape[0]] = row
+            ok = not only_successful or max(succ) > 0
+            kept += ok
             out.append({"task_id": k, "obs": o, "actions": np.asarray(acts), "rewards": np.asarray(rews),
                         "terminations": np.asarray(terms), "truncations": np.asarray(truncs),
-                        "success": np.asarray(succ, np.float32)})
-            if bar is not None:
+                        "success": np.asarray(succ, np.float32), "kept": ok})
+            if bar is not None and ok:
                 bar.update(1)
         env.close()
     if bar is not None:
@@ -102,9 +111,10 @@ def rollout(taskset: str, episodes: int, seed: int = 0, tasks: list[str] | None 
 
 def make_demos(taskset: str, episodes: int, out: str | Path = "demos", labels: bool = True, seed: int = 0,
                tasks: list[str] | None = None, max_episode_steps: int | None = None, overwrite: bool = False,
-               progress: bool = False) -> dict[str, Any]:
+               progress: bool = False, only_successful: bool = False) -> dict[str, Any]:
     """Roll out the experts and write the Minari dataset; returns a summary with its path and the
-    experts' success per task. An existing dataset is refused unless ``overwrite``."""
+    experts' success per task (over every episode rolled out, kept or not). An existing dataset
+    is refused unless ``overwrite``; ``only_successful`` keeps successful episodes only."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -117,9 +127,15 @@ def make_demos(taskset: str, episodes: int, out: str | Path = "demos", labels: b
         if not overwrite:
             raise MtrlError(f"{path} already holds a dataset; pass --overwrite to replace it or --out another folder")
         shutil.rmtree(path)
-    eps, ts = rollout(taskset, episodes, seed, tasks, max_episode_steps, progress)
+    attempts, ts = rollout(taskset, episodes, seed, tasks, max_episode_steps, progress, only_successful)
     names = [t.name for t in ts.tasks("train")]
-    success = {n: float(np.mean([e["success"].max() for e in eps if e["task_id"] == k])) for k, n in enumerate(names)}
+    success = {n: float(np.mean([e["success"].max() for e in attempts if e["task_id"] == k]))
+               for k, n in enumerate(names)}
+    eps = [e for e in attempts if e["kept"]]
+    short = [n for k, n in enumerate(names) if sum(e["task_id"] == k for e in eps) < episodes]
+    if short:
+        raise MtrlError(f"the expert succeeded in fewer than {episodes} of {3 * episodes} episodes on {short}; "
+                        "lower --episodes or drop --only-successful")
     order = np.arange(len(eps))
     if not labels:
         np.random.default_rng(seed).shuffle(order)  # task-major order would give the labels away
@@ -152,6 +168,9 @@ def make_demos(taskset: str, episodes: int, out: str | Path = "demos", labels: b
             raise
         meta: dict[str, Any] = {"mtrl_taskset": ts.name, "task_names": names, "labels": labels,
                                 "expert_success": success, "episodes_per_task": episodes,
+                                "only_successful": only_successful,
+                                "attempts_per_task": {n: sum(e["task_id"] == k for e in attempts)
+                                                      for k, n in enumerate(names)},
                                 "obs_dim": int(obs_space.shape[0]), "max_episode_steps": max_episode_steps,
                                 "seed": seed}
         if labels:
