@@ -109,6 +109,8 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
 def _merge(base: DictConfig, data: dict[str, Any], source: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, data)
+    except (TypeError, ValueError) as exc:  # e.g. a list where a mapping belongs
+        raise MtrlError(f"bad value in {source}: {str(exc).splitlines()[0]}") from None
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "?"
         msg = str(exc).splitlines()[0]
@@ -193,6 +195,11 @@ def validate(cfg: DictConfig) -> None:
     from mtrl import surgery
 
     surgery.get(cfg.surgery, **dict(cfg.surgery_args))  # unknown name / bad parameters -> MtrlError
+    heads = cfg.sac.heads if cfg.algo == "mtsac" else cfg.ppo.heads
+    if heads == "ensemble" and (cfg.surgery != "mean" or cfg.diagnostics_every):
+        raise MtrlError("heads=ensemble shares no parameters between tasks: per-task gradients have nothing to "
+                        f"combine or compare; use surgery=mean and diagnostics_every=0 (got surgery={cfg.surgery}, "
+                        f"diagnostics_every={cfg.diagnostics_every})")
     if cfg.diagnostics_every < 0:
         raise MtrlError(f"diagnostics_every must be >= 0, got {cfg.diagnostics_every}")
     if cfg.video_every < 0 or cfg.video_max_steps <= 0:
@@ -207,11 +214,13 @@ def validate(cfg: DictConfig) -> None:
 
         sched = curriculum.get(cfg.curriculum, [t.name for t in tasks], OmegaConf.to_container(cfg.task_graph),
                                **OmegaConf.to_container(cfg.curriculum_args))  # bad name / args / graph -> MtrlError
-        heads = cfg.ppo.heads if cfg.algo == "mtppo" else cfg.sac.heads
-        if getattr(sched, "needs_ensemble", False) and heads != "ensemble":
+        if getattr(sched, "needs_ensemble", False):
+            if cfg.algo not in ("mtppo", "mtsac"):
+                raise MtrlError(f"curriculum {cfg.curriculum!r} trains with algo=mtppo or mtsac, got {cfg.algo}")
             section = "ppo" if cfg.algo == "mtppo" else "sac"
-            raise MtrlError(f"curriculum {cfg.curriculum!r} needs one network per task: set {section}.heads=ensemble "
-                            f"(see agents/{cfg.algo}-camrl.yaml); got {section}.heads={heads}")
+            if cfg[section].heads != "ensemble":
+                raise MtrlError(f"curriculum {cfg.curriculum!r} needs one network per task: set {section}.heads="
+                                f"ensemble (see agents/{cfg.algo}-camrl.yaml); got {section}.heads={cfg[section].heads}")
     if cfg.imitation is not None or cfg.demos or cfg.algo == "bc":
         from mtrl import imitation
 

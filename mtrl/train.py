@@ -74,7 +74,7 @@ class Trainer:
         # The two seams of the loop: a task scheduler (curriculum) that sets the runners' task
         # weights after each iteration, and a reward model that relabels experience (imitation).
         self.curriculum = None if cfg.curriculum is None else curriculum.get(
-            cfg.curriculum, self.task_names, OmegaConf.to_container(cfg.task_graph),
+            cfg.curriculum, self.task_names, OmegaConf.to_container(cfg.task_graph), default_seed=cfg.seed,
             **OmegaConf.to_container(cfg.curriculum_args))
         if self.curriculum is not None:
             self.curriculum.attach(self.agent)
@@ -108,6 +108,8 @@ class Trainer:
                 "update_credit": self._update_credit, "rounds": self._rounds,
                 "iterations": self.iterations, "task_steps": self.task_steps.copy(),
                 "curriculum": None if self.curriculum is None else self.curriculum.state_dict(),
+                "curriculum_name": self.cfg.curriculum,
+                "curriculum_args": OmegaConf.to_container(self.cfg.curriculum_args),
                 "task_weights": self.task_weights,
                 "reward_model": None if self.reward_model is None else self.reward_model.state_dict(),
                 "config": OmegaConf.to_container(self.cfg),
@@ -136,6 +138,11 @@ class Trainer:
         self.iterations = s.get("iterations", 0)  # absent in checkpoints written before curricula
         self.task_steps = np.asarray(s.get("task_steps", self.task_steps))
         if self.curriculum is not None and s.get("curriculum") is not None:
+            saved = (s.get("curriculum_name"), s.get("curriculum_args"))
+            now = (self.cfg.curriculum, OmegaConf.to_container(self.cfg.curriculum_args))
+            if saved[0] is not None and saved != now:
+                raise MtrlError(f"the run was trained with curriculum {saved[0]!r} {saved[1]}, not {now[0]!r} {now[1]}; "
+                                "resume with the run's own curriculum (or start a new run)")
             self.curriculum.load_state_dict(s["curriculum"])
         if self.reward_model is not None and s.get("reward_model") is not None:
             self.reward_model.load_state_dict(s["reward_model"])
@@ -207,7 +214,7 @@ class Trainer:
         self.reward_log["imitation/reward"] = self.reward_model.reward_per_task(data)
         return data
 
-    def schedule(self, out: dict[str, Any], new: dict[int, np.ndarray]) -> dict[str, Any]:
+    def schedule(self, out: dict[str, Any], new: dict[int, np.ndarray], sampled: np.ndarray) -> dict[str, Any]:
         """The curriculum seam: per-task statistics in, task weights out to every runner.
 
         Returns what to log (the weights the runners sample from, and the scheduler's own values).
@@ -219,7 +226,7 @@ class Trainer:
         stats = curriculum.TaskStats(step=self.step, iteration=self.iterations, success=self.stats.per_task(1),
                                      returns=self.stats.per_task(0), episodes=self.stats.total.copy(),
                                      env_steps=self.task_steps.copy(), new=new, loss=loss, score=score,
-                                     sampled=np.asarray(out.get("_task_steps", np.zeros(T))))
+                                     sampled=np.asarray(sampled))
         self.curriculum.update(stats)
         w = self.curriculum.weights()
         if w is not None:
@@ -285,9 +292,10 @@ class Trainer:
                 prev, self.step = self.step, self.step + added
                 n_iter += 1
                 self.iterations += 1
-                self.task_steps += out.pop("_task_steps")
+                sampled = out.pop("_task_steps")  # env steps per task in this iteration
+                self.task_steps += sampled
                 new = self.stats.add(out.pop("_episodes"))
-                scheduled = self.schedule(out, new)
+                scheduled = self.schedule(out, new, sampled)
                 for key in [k for k in out if k.startswith("_diagnostics")]:
                     logger.diagnostics(self.step, key.replace("_diagnostics", "diag", 1), out.pop(key))
                 if n_iter % cfg.log_every == 0 or self.step >= cfg.total_steps:

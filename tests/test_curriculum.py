@@ -192,6 +192,9 @@ def test_every_curriculum_preset_trains_mtppo_and_mtsac(tmp_path, name):
         if name != "uniform":
             w = state["task_weights"]
             assert w is not None and np.isclose(w.sum(), 1.0) and (w >= 0).all(), (algo, w)
+        if name == "plr":  # the learner's per-task scores reached the scheduler
+            assert np.isfinite(state["curriculum"]["scores"]).all(), (algo, state["curriculum"])
+            assert (state["curriculum"]["last_seen"] > 0).all()
 
 
 # ---------------------------------------------------------------------------- CAMRL
@@ -236,12 +239,15 @@ def test_camrl_frank_wolfe_lowers_the_composite_loss_and_keeps_b_feasible():
     sched.last_success = np.array([0.9, 0.1, 0.4])
     sched.mode, sched.remaining, sched.order = "multi", [0, 1, 2], []
     W, last = sched._weights_matrix()
+    drops = []
     for t in range(3):
         before = float(sched.composite(t, torch.as_tensor(sched.B[t]), W, last))
         free = torch.tensor([s != t for s in range(3)])
         b = frank_wolfe(lambda x, t=t: sched.composite(t, x, W, last), torch.as_tensor(sched.B[t]), free, 1.0, 10)
         after = float(sched.composite(t, b, W, last))
         assert after <= before and (b >= 0).all() and b.sum() <= 1.0 + 1e-9 and b[t] == 0
+        drops.append(before - after)
+    assert max(drops) > 0.1  # the steps do lower C (the best iterate alone could only keep it)
     sched._next_position()  # chooses a task, updates its row
     t = sched.order[0]
     assert sched.focus == t and t not in sched.remaining and sched.B[t, t] == 0
@@ -286,7 +292,7 @@ def test_camrl_resume_equals_uninterrupted(tmp_path):
     part = train(build_config([], [*args, "total_steps=960", f"run_dir={tmp_path / 'part'}"]))
     train(build_config([], ["total_steps=1920"], base=build_config([], [*args, f"run_dir={part}"])), resume=part)
     a, b = _net(full), _net(part)
-    assert a["curriculum"]["round"] >= 3 and a["curriculum"]["mode"] in ("multi", "parallel")
+    assert a["curriculum"]["round"] >= 3 and a["curriculum"]["B"].sum() > 0  # asymmetric rounds happened
     np.testing.assert_array_equal(a["curriculum"]["B"], b["curriculum"]["B"])
     assert a["curriculum"]["order"] == b["curriculum"]["order"]
     for k, v in a["agent"]["net"].items():
@@ -326,3 +332,27 @@ def test_camrl_with_mtsac_regularises_the_per_task_actors():
     assert not torch.equal(before["trunk.layers.0.weight"][0], agent.actor.state_dict()["trunk.layers.0.weight"][0])
     with pytest.raises(MtrlError, match="sac.heads=ensemble"):
         build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["curriculum=camrl"])
+
+
+def test_task_linear_matches_one_layer_per_row():
+    from mtrl.agents.networks import TaskLinear
+
+    torch.manual_seed(0)
+    layer = TaskLinear(5, 3, 4)
+    for tids in (torch.tensor([2, 0, 2, 3, 1, 1, 0, 2]), torch.arange(4).repeat_interleave(3)):  # mixed; task-major
+        x = torch.randn(len(tids), 5, requires_grad=True)
+        y = layer(x, tids)
+        ref = torch.stack([x[i] @ layer.weight[t] + layer.bias[t] for i, t in enumerate(tids.tolist())])
+        torch.testing.assert_close(y, ref)
+        gy = torch.autograd.grad(y.square().sum(), [x, layer.weight])
+        gr = torch.autograd.grad(ref.square().sum(), [x, layer.weight])
+        for a, b in zip(gy, gr):
+            torch.testing.assert_close(a, b)
+
+
+def test_resume_with_another_curriculum_is_refused(tmp_path):
+    args = [*ARGS, "curriculum=success", "total_steps=192"]
+    run = train(build_config([], [*args, f"run_dir={tmp_path / 'r'}"]))
+    with pytest.raises(MtrlError, match="trained with curriculum 'success'"):
+        train(build_config([], ["total_steps=384", "curriculum=plr"], base=build_config([], [*args, f"run_dir={run}"])),
+              resume=run)

@@ -36,8 +36,11 @@ def mlp(in_dim: int, hidden: Sequence[int], act: type[nn.Module] = nn.Tanh) -> n
 class TaskLinear(nn.Module):
     """``T`` independent linear layers as one ``[T, in, out]`` weight; row i uses its task's layer.
 
-    Rows are grouped by task (one GEMM per task present) rather than gathering a weight matrix
-    per row, which would copy ``in x out`` floats for every row.
+    A task-major batch with equal counts per task (MT-SAC's replay batches) is one ``baddbmm``;
+    other batches are sorted by task and go through one GEMM per task present, with the weight
+    split once by ``unbind`` (indexing ``weight[t]`` per task would allocate a full-size zero
+    gradient per task in backward). Gathering a weight matrix per row would copy ``in x out``
+    floats for every row.
     """
 
     task_specific = True
@@ -51,10 +54,17 @@ class TaskLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_tasks, out_dim))
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        out = x.new_empty(x.shape[0], self.weight.shape[2])
-        for t in torch.unique(task_ids).tolist():
-            rows = (task_ids == t).nonzero().squeeze(-1)
-            out[rows] = torch.addmm(self.bias[t], x[rows], self.weight[t])
+        T, n = self.weight.shape[0], x.shape[0]
+        if n % T == 0 and torch.equal(task_ids, torch.arange(T).repeat_interleave(n // T)):
+            y = torch.baddbmm(self.bias[:, None, :], x.view(T, n // T, -1), self.weight)
+            return y.reshape(n, -1)
+        order = torch.argsort(task_ids, stable=True)
+        counts = torch.bincount(task_ids, minlength=T).tolist()
+        weights, biases = self.weight.unbind(0), self.bias.unbind(0)
+        parts = [torch.addmm(biases[t], xs, weights[t])
+                 for t, xs in enumerate(x[order].split(counts)) if counts[t]]
+        out = torch.empty(n, self.weight.shape[2], dtype=x.dtype)
+        out[order] = torch.cat(parts)
         return out
 
 

@@ -203,12 +203,12 @@ class MTPPO:
                     part_sums = {k: torch.zeros(self.num_tasks).index_add_(0, t, x.detach()) for k, x in parts.items()}
                     surgery_out = {}
                 loss = mean_of_present(task_loss, counts > 0)
-                if not torch.isfinite(loss):
+                extra = self.extra_loss() if self.extra_loss is not None else None
+                if not torch.isfinite(loss) or (extra is not None and not torch.isfinite(extra)):
                     self.opt.zero_grad(set_to_none=True)
                     self.nan_skips += 1
                     warnings.warn(f"non-finite PPO loss at update {self.updates}; minibatch skipped", stacklevel=2)
                     continue
-                extra = self.extra_loss() if self.extra_loss is not None else None
                 if not surgery:
                     (loss if extra is None else loss + extra).backward()
                 elif extra is not None:

@@ -232,11 +232,12 @@ class MTSAC:
             actor_task, _ = per_task_mean(alpha[tids] * logp - q_pi, tids, T)
         alpha_task, _ = per_task_mean(-self.log_alpha[tids] * (logp.detach() + self.target_entropy), tids, T)
         alpha_loss = alpha_task.sum()
-        if not (torch.isfinite(actor_task).all() and torch.isfinite(alpha_loss)):
+        extra = self.extra_loss() if self.extra_loss is not None else None
+        if not (torch.isfinite(actor_task).all() and torch.isfinite(alpha_loss)
+                and (extra is None or torch.isfinite(extra))):
             self.actor_opt.zero_grad(set_to_none=True)
             self._skip("actor/alpha")
             return
-        extra = self.extra_loss() if self.extra_loss is not None else None
         if not surgery:
             total = actor_task.mean() if extra is None else actor_task.mean() + extra
             total.backward(inputs=list(self.actor.parameters()))  # no critic weight grads

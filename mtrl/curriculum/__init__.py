@@ -31,8 +31,10 @@ def names() -> list[str]:
 
 
 def get(name: str, task_names: Sequence[str], task_graph: Mapping[str, Sequence[str]] | None = None,
-        **kwargs: Any) -> Scheduler:
-    """The scheduler ``name`` over ``task_names``; unknown names and arguments give an MtrlError."""
+        default_seed: int | None = None, **kwargs: Any) -> Scheduler:
+    """The scheduler ``name`` over ``task_names``; unknown names and arguments give an MtrlError.
+    A scheduler that draws random numbers gets ``default_seed`` (the run's seed) unless
+    ``kwargs`` name a ``seed``."""
     if name not in SCHEDULERS:
         raise MtrlError(f"unknown curriculum {name!r}; valid curricula: {choices(SCHEDULERS)}")
     cls = SCHEDULERS[name]
@@ -43,6 +45,8 @@ def get(name: str, task_names: Sequence[str], task_graph: Mapping[str, Sequence[
         raise MtrlError(f"curriculum {name!r} has no argument {bad[0]!r}; valid arguments: {choices(valid) or 'none'}")
     if "task_graph" in params:
         kwargs["task_graph"] = task_graph
+    if "seed" in params and "seed" not in kwargs and default_seed is not None:
+        kwargs["seed"] = default_seed
     try:
         return cls(list(task_names), **kwargs)
     except (TypeError, ValueError) as exc:

@@ -48,7 +48,9 @@ that does not run: see docs/camrl-notes.md for what each source says):
    for MT-SAC each task's actor (as in the released code), R entering the actor loss.
 2. L_t in term_0 and in the loss ranking is 1 - (windowed success of task t): PPO's loss is
    sign-indefinite, and (1 + mu sum b) L only discourages sending transfer from a task when L >= 0.
-   The indicator I uses the learner's per-task loss, as the code does (its SAC policy loss).
+   The indicator I uses the learner's per-task loss (MT-PPO: its PPO loss; MT-SAC: the critic
+   loss; the code uses the SAC policy loss), and z-scores it against the round-end losses of the
+   *earlier* rounds (the code's history already holds the current round).
 3. The feasible set is the paper's {b >= 0, ||b||_1 <= r} with r = 1 (so the pull target is at most
    a convex combination of earlier tasks; the code's box [0, 0.05] makes the pull a shrinkage);
    the Frank-Wolfe oracle is r e_j for the most negative gradient entry j (0 if none), the step
@@ -238,7 +240,12 @@ class CAMRL(Scheduler):
     def _next_position(self) -> None:
         """Choose the next task of the asymmetric round and update its row of B by Frank-Wolfe."""
         W, last = self._weights_matrix()
-        cands = {t: float(self.composite(t, torch.as_tensor(self.B[t]), W, last)) for t in self.remaining}
+        def row(t: int) -> torch.Tensor:  # B[t] restricted to the tasks it may still send transfer to
+            keep = np.zeros(self.num_tasks)
+            keep[[s for s in self.remaining if s != t]] = 1.0
+            return torch.as_tensor(self.B[t] * keep)
+
+        cands = {t: float(self.composite(t, row(t), W, last)) for t in self.remaining}
         t = min(cands, key=lambda k: (cands[k], k))
         free = torch.zeros(self.num_tasks, dtype=torch.bool)
         free[[s for s in self.remaining if s != t]] = True
@@ -272,7 +279,8 @@ class CAMRL(Scheduler):
         self.round += 1
         self.indicator = self.mode_indicator()
         self.loss_hist.append(self.last_loss.copy())
-        multi = self.round > self.warmup_rounds and self.rng.random() < self.indicator
+        # rounds 0 .. warmup_rounds - 1 are parallel (round 0 is the one the run starts in)
+        multi = self.round >= self.warmup_rounds and self.rng.random() < self.indicator
         self.order, self.focus = [], None
         if multi:
             self.mode = "multi"

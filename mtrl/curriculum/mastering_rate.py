@@ -19,7 +19,9 @@ Defaults are the paper's: K = 10, p = 6, g = 0.5, d_pred = 0.2, d_succ = 0.05.
 
 Choices made here: success rates have known bounds, so m_c = 0 and M_c = 1 (the reference
 code learns m_c, M_c from the running K-means, for returns of unknown scale); a task without
-predecessors keeps the d_pred share (the reference code drops it, which only rescales); a
+predecessors keeps its d_pred share and one without successors its d_succ share (the reference
+code subtracts both shares from every task, which lowers roots, leaves and unlinked tasks
+relative to linked ones: not only a rescaling); a
 task with fewer than 2 finished episodes has LP = 0; ``eps`` (default 0) mixes in uniform.
 """
 
