@@ -109,8 +109,6 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
 def _merge(base: DictConfig, data: dict[str, Any], source: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, data)
-    except (TypeError, ValueError) as exc:  # e.g. a list where a mapping belongs
-        raise MtrlError(f"bad value in {source}: {str(exc).splitlines()[0]}") from None
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "?"
         msg = str(exc).splitlines()[0]
@@ -118,6 +116,8 @@ def _merge(base: DictConfig, data: dict[str, Any], source: str) -> DictConfig:
             raise MtrlError(f"unknown config key {key!r} in {source}; valid keys: "
                             f"{', '.join(_valid_keys(base))}") from None
         raise MtrlError(f"bad value for {key!r} in {source}: {msg}") from None
+    except (TypeError, ValueError) as exc:  # not OmegaConf's own: e.g. a list where a mapping belongs
+        raise MtrlError(f"bad value in {source}: {str(exc).splitlines()[0]}") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
