@@ -128,3 +128,62 @@ def test_behaviour_cloning_learns_mt3_from_labelled_demos(tmp_path, demos):
     with pytest.raises(MtrlError, match="set one_hot=false"):
         build_config(["envs/minigrid-mt3.yaml", "agents/bc.yaml"], [f"demos={demos['unlabelled']}"])
     build_config(["envs/minigrid-mt3.yaml", "agents/bc.yaml"], [f"demos={demos['unlabelled']}", "one_hot=false"])
+
+
+# ---------------------------------------------------------------------------- MH-AIRL building blocks
+def test_viterbi_matches_brute_force_and_recovers_planted_options():
+    import itertools
+
+    from mtrl.imitation.options import viterbi
+
+    g = torch.Generator().manual_seed(0)
+    T, K = 6, 2
+    log_low = torch.log_softmax(torch.randn(T, K, generator=g), -1)
+    log_high = torch.log_softmax(torch.randn(T, K + 1, K, generator=g), -1)
+    best, best_lp = None, -np.inf
+    for seq in itertools.product(range(K), repeat=T):
+        lp = float(log_high[0, K, seq[0]] + log_low[0, seq[0]])
+        lp += sum(float(log_high[t, seq[t - 1], seq[t]] + log_low[t, seq[t]]) for t in range(1, T))
+        if lp > best_lp:
+            best, best_lp = seq, lp
+    z, lp = viterbi(log_low, log_high)
+    assert tuple(z.tolist()) == best and float(lp) == pytest.approx(best_lp, abs=1e-5)
+
+    # planted: 3 options, each strongly prefers its own action; sticky high level; switches at 20, 45
+    K, A, T = 3, 3, 60
+    planted = torch.tensor([0] * 20 + [2] * 25 + [1] * 15)
+    pi_low = torch.full((K, A), 0.1 / (A - 1)) + torch.eye(K) * (0.9 - 0.1 / (A - 1))
+    actions = torch.stack([torch.multinomial(pi_low[z], 1, generator=g)[0] for z in planted])
+    log_low = pi_low.log()[:, actions].T  # [T, K]: log pi_L(a_t | z)
+    stay = torch.full((K + 1, K), 0.1 / (K - 1))
+    stay[:K] += torch.eye(K) * (0.9 - 0.1 / (K - 1))
+    stay[K] = 1.0 / K
+    z, _ = viterbi(log_low, stay.log()[None].expand(T, K + 1, K))
+    assert float((z == planted).float().mean()) >= 0.9
+
+
+def test_context_posterior_separates_two_tasks_trajectories():
+    from mtrl.imitation.options import ContextPosterior
+
+    g = torch.Generator().manual_seed(1)
+
+    def trajectories(n: int):
+        ctx = torch.randint(0, 2, (n,), generator=g)
+        lengths = torch.randint(10, 30, (n,), generator=g)
+        drift = (ctx.float() * 2 - 1)[:, None, None] * 0.3  # task 0 drifts down, task 1 up
+        steps = torch.randn(n, 30, 2, generator=g) * 0.5 + drift
+        return steps.cumsum(1) * 0.1, lengths, ctx
+
+    torch.manual_seed(0)
+    post = ContextPosterior(2, 2, hidden=16)
+    opt = torch.optim.Adam(post.parameters(), lr=1e-2)
+    for _ in range(150):
+        x, lengths, ctx = trajectories(64)
+        loss = post.loss(x, lengths, ctx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x, lengths, ctx = trajectories(200)
+    with torch.no_grad():
+        acc = float((post(x, lengths).argmax(-1) == ctx).float().mean())
+    assert acc >= 0.9, acc

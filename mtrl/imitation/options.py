@@ -1,0 +1,76 @@
+"""Building blocks of MH-AIRL (Chen et al., ICML 2023) that do not depend on the training loop.
+
+- :func:`viterbi`: the most likely option sequence of a demonstration under a hierarchical
+  policy (the E-step for demos without option labels; the MH-AIRL code's ``viterbi_path``).
+  With K options, a dummy "no previous option" index K at t = 0,
+  L_t(z) = log pi_L(a_t | s_t, z) and M_t(z', z) = log pi_H(z | s_t, z'):
+
+      delta_0(z) = M_0(K, z) + L_0(z)
+      delta_t(z) = L_t(z) + max_{z' < K} [delta_{t-1}(z') + M_t(z', z)],   psi_t(z) = the argmax
+      z_{T-1} = argmax delta_{T-1},   z_{t-1} = psi_t(z_t)
+
+- :class:`ContextPosterior`: q(c | trajectory) over a discrete context (the task), a
+  bidirectional LSTM over (s_t, a_t) whose per-step logits are averaged over time (the code's
+  ``ContextPosterior`` for discrete contexts). Its log-likelihood is MH-AIRL's mutual-information
+  reward; for unlabelled demos it infers each demo's task.
+
+Not yet wired into training: the hierarchical policy, its PPO and the MH-AIRL reward model are
+the next step (see docs/mhairl-notes.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def viterbi(log_low: torch.Tensor, log_high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Most likely options of one trajectory.
+
+    Args:
+        log_low: ``[T, K]``, log pi_L(a_t | s_t, z) for every option z.
+        log_high: ``[T, K + 1, K]``, log pi_H(z | s_t, z') for every previous option z' (row K:
+            the episode's first step, no previous option).
+
+    Returns:
+        ``(options [T], log p*)``: the argmax option sequence and its joint log-probability.
+    """
+    T, K = log_low.shape
+    if log_high.shape != (T, K + 1, K):
+        raise ValueError(f"log_high must be [T, K+1, K] = [{T}, {K + 1}, {K}], got {list(log_high.shape)}")
+    delta = log_high[0, K] + log_low[0]
+    back = torch.zeros(T, K, dtype=torch.long)
+    for t in range(1, T):
+        scores = delta[:, None] + log_high[t, :K]  # [z', z]
+        best, back[t] = scores.max(0)
+        delta = best + log_low[t]
+    z = torch.empty(T, dtype=torch.long)
+    logp, z[T - 1] = delta.max(0)
+    for t in range(T - 1, 0, -1):
+        z[t - 1] = back[t, z[t]]
+    return z, logp
+
+
+class ContextPosterior(nn.Module):
+    """q(c | tau) for a discrete context c in {0..C-1}: BiLSTM over ``[s_t, a_t]``, per-step logits
+    averaged over time. ``forward`` takes a padded batch ``[B, T, D]`` with lengths ``[B]``."""
+
+    def __init__(self, in_dim: int, num_contexts: int, hidden: int = 64):
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, num_contexts)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities ``[B, C]`` of the context of each trajectory."""
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        mask = (torch.arange(x.shape[1])[None] < lengths[:, None]).float()
+        logits = (self.head(out) * mask[..., None]).sum(1) / lengths[:, None].float()
+        return F.log_softmax(logits, -1)
+
+    def loss(self, x: torch.Tensor, lengths: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of the true contexts (trained on the policy's own rollouts)."""
+        return F.nll_loss(self(x, lengths), contexts)
