@@ -56,6 +56,23 @@ def latest(run_dir: Path) -> Path:
     return ckpts[-1]
 
 
+def latest_intact(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint that reads back, and its state. A corrupt or truncated newer one
+    (a killed copy, a full disk) is skipped with a warning naming it; none readable is an error."""
+    import warnings
+
+    ckpts = list_checkpoints(Path(run_dir) / "checkpoints")
+    if not ckpts:
+        raise MtrlError(f"no checkpoints in {Path(run_dir) / 'checkpoints'}; nothing to resume or evaluate")
+    for path in reversed(ckpts):
+        try:
+            return path, load(path)
+        except MtrlError as exc:
+            warnings.warn(f"skipping unreadable checkpoint {path.name} ({exc}); trying the one before", stacklevel=2)
+            print(f"warning: skipping unreadable checkpoint {path}", flush=True)
+    raise MtrlError(f"no readable checkpoint in {Path(run_dir) / 'checkpoints'} ({len(ckpts)} found, all corrupt)")
+
+
 def load(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)

@@ -73,10 +73,13 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Loade
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    path = Path(checkpoint) if checkpoint else ckpt_mod.latest(run_dir)
-    if not path.is_file():
-        raise MtrlError(f"checkpoint {path} does not exist; see {run_dir / 'checkpoints'}")
-    state = ckpt_mod.load(path)
+    if checkpoint:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise MtrlError(f"checkpoint {path} does not exist; see {run_dir / 'checkpoints'}")
+        state = ckpt_mod.load(path)
+    else:
+        path, state = ckpt_mod.latest_intact(run_dir)
     probe = make(**env_kwargs(cfg))
     agent = build_agent(cfg, probe)
     agent.load_state_dict(state["agent"])

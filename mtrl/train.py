@@ -275,13 +275,16 @@ class Trainer:
         logger = Logger(self.run_dir, self.task_names, cfg.total_steps, start_step=self.step)
         interrupted = False
 
-        def on_sigint(signum, frame):  # finish the current iteration, checkpoint, then stop
+        def on_signal(signum, frame):  # finish the current iteration, checkpoint, then stop
             nonlocal interrupted
             interrupted = True
-            print("\ninterrupt: writing a checkpoint after this update (Ctrl-C again to abort)", flush=True)
+            name = "SIGTERM" if signum == signal.SIGTERM else "interrupt"
+            print(f"\n{name}: writing a checkpoint after this update (Ctrl-C again to abort)", flush=True)
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
-        old_handler = signal.signal(signal.SIGINT, on_sigint)
+        old_handler = signal.signal(signal.SIGINT, on_signal)
+        # SLURM, Kubernetes and spot pre-emption send SIGTERM: the same clean stop as Ctrl-C
+        old_term = signal.signal(signal.SIGTERM, on_signal)
         iteration = self.on_policy_iteration if self.agent.on_policy else self.off_policy_iteration
         last_ckpt = self.step
         n_iter = 0
@@ -320,8 +323,11 @@ class Trainer:
             print(f"{'stopped' if interrupted else 'done'}: step {self.step:,}, mean success "
                   f"{summary['mean_success']:.2f}; checkpoint {path}; logs: tensorboard --logdir {self.run_dir}",
                   flush=True)
+            if interrupted:
+                print(f"continue with: mtrl train --resume {self.run_dir}", flush=True)
         finally:
             signal.signal(signal.SIGINT, old_handler)
+            signal.signal(signal.SIGTERM, old_term)
             logger.close()
             self.pool.close()
             if self.eval_env is not None:
@@ -333,7 +339,7 @@ def train(cfg: DictConfig, resume: Path | None = None, address: str | None = Non
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(resume) if resume else Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    latest = checkpoint.latest(run_dir) if resume else None
+    latest = checkpoint.latest_intact(run_dir)[0] if resume else None
     if not resume:
         if checkpoint.list_checkpoints(run_dir / "checkpoints"):
             raise MtrlError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "

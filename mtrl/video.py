@@ -137,7 +137,7 @@ def record(run_dir: str | Path, tasks: list[str] | None = None, episodes: int = 
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    ckpt = Path(checkpoint) if checkpoint else ckpt_mod.latest(run_dir)
+    ckpt = Path(checkpoint) if checkpoint else ckpt_mod.latest_intact(run_dir)[0]
     # Choose the GL backend before anything imports metaworld (and with it MuJoCo).
     needs_gl = cfg.taskset.startswith("metaworld/") or any(str(t).endswith(("-v2", "-v3")) for t in cfg.tasks)
     backend = gl_backend() if needs_gl else None

@@ -24,11 +24,29 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    if address not in (None, "auto", "local"):
+        _check_reachable(address)
     try:
-        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+        # address="local" always starts a fresh cluster: without it Ray would try to join the
+        # cluster named in /tmp/ray/ray_current_cluster, which may be a dead one.
+        ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,
                  configure_logging=True, logging_level="warning", log_to_driver=True)
     except ConnectionError as exc:
         raise MtrlError(f"cannot join Ray cluster at {address!r}: {exc}; start one with `ray start --head` "
+                        "or leave --address out for a local cluster") from None
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (Ray itself retries for minutes) when nothing listens at ``host:port``."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise MtrlError(f"--address must be 'auto' or host:port, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise MtrlError(f"cannot reach a Ray cluster at {address} ({exc}); start one with `ray start --head` "
                         "or leave --address out for a local cluster") from None
 
 
