@@ -221,3 +221,98 @@ class ActorCritic(nn.Module):
             a = out + log_std.exp() * noise
         logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         return a, logp, value
+
+
+class OptionActorCritic(nn.Module):
+    """A two-level option policy for option envs (``options: K``), the policy of MH-AIRL
+    (Chen et al. 2023) and of hierarchical PPO on the extended MDP:
+
+        pi(z_t, a_t | s_t, z_{t-1}) = pi_H(z_t | s_t, z_{t-1}) pi_L(a_t | s_t, z_t)
+
+    The observation is ``[task obs | task one-hot | one-hot z_{t-1} (K + 1)]`` (the env writes
+    the previous option); an action row is ``(z_t, a_t)`` packed as the env expects. pi_H is an
+    MLP on the whole observation; pi_L an MLP on the observation without z_{t-1}, plus one-hot
+    z_t; V(s_t, z_{t-1}) an MLP on the whole observation (the extended state's value). The
+    entropy is H(pi_H) + H(pi_L(. | z_t)) for the sampled z_t (an estimate of the joint entropy).
+    """
+
+    def __init__(self, obs_dim: int, num_tasks: int, action_space: gym.Space, hidden: Sequence[int] = (64, 64),
+                 options: int = 4, heads: str = "options"):
+        super().__init__()
+        self.K = options
+        space = action_space
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            self.discrete, act_dim = True, int(space.nvec[1])
+        elif isinstance(space, gym.spaces.Box):
+            self.discrete, act_dim = False, int(np.prod(space.shape)) - 1
+        else:
+            raise ValueError(f"an option policy needs an option env's action space, got {space}")
+        self.ensemble = False
+        self.base_dim = obs_dim - (options + 1)
+        self.high = nn.Sequential(mlp(obs_dim, hidden), nn.Linear(hidden[-1], options))
+        self.low = nn.Sequential(mlp(self.base_dim + options, hidden), nn.Linear(hidden[-1], act_dim))
+        self.critic = nn.Sequential(mlp(obs_dim, hidden), nn.Linear(hidden[-1], 1))
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight, np.sqrt(2))
+                nn.init.zeros_(m.bias)
+        nn.init.orthogonal_(self.high[-1].weight, 0.01)
+        nn.init.orthogonal_(self.low[-1].weight, 0.01)
+        nn.init.orthogonal_(self.critic[-1].weight, 1.0)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((options, act_dim), -0.5))
+
+    def high_logp(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[B, K]``: log pi_H(z | s, z_prev) for every z."""
+        return torch.log_softmax(self.high(obs), -1)
+
+    def low_out(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Action logits (discrete) or means (continuous) of pi_L(. | s, z)."""
+        onehot = torch.eye(self.K, dtype=obs.dtype, device=obs.device)[z.long()]  # (vmap-safe, unlike F.one_hot)
+        x = torch.cat([obs[:, :self.base_dim], onehot], -1)
+        return self.low(x)
+
+    def low_logp_entropy(self, obs: torch.Tensor, z: torch.Tensor, a: torch.Tensor):
+        out = self.low_out(obs, z)
+        if self.discrete:
+            logp_all = torch.log_softmax(out, -1)
+            return logp_all.gather(-1, a.long()[:, None]).squeeze(-1), -(logp_all.exp() * logp_all).sum(-1)
+        log_std = self.log_std[z.long()]
+        dist = Normal(out, log_std.exp())
+        return dist.log_prob(a).sum(-1), dist.entropy().sum(-1)
+
+    def _split(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = actions[:, 0].round().long().clamp(0, self.K - 1)
+        return z, (actions[:, 1] if self.discrete else actions[:, 1:])
+
+    def forward(self, obs: torch.Tensor, task_ids: torch.Tensor, actions: torch.Tensor):
+        """``(log pi(z, a | s, z_prev), entropy estimate, V(s, z_prev))`` per row."""
+        z, a = self._split(actions)
+        hl = self.high_logp(obs)
+        lp_low, ent_low = self.low_logp_entropy(obs, z, a)
+        ent_high = -(hl.exp() * hl).sum(-1)
+        return hl.gather(-1, z[:, None]).squeeze(-1) + lp_low, ent_high + ent_low, self.value(obs, task_ids)
+
+    def value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, task_ids: torch.Tensor, generator: torch.Generator | None = None,
+            deterministic: bool = False):
+        """Sample ``z ~ pi_H``, then ``a ~ pi_L(. | z)``; returns packed ``(z, a)``, joint log-prob, value."""
+        hl = self.high_logp(obs)
+        z = hl.argmax(-1) if deterministic else torch.multinomial(hl.exp(), 1, generator=generator).squeeze(-1)
+        out = self.low_out(obs, z)
+        if self.discrete:
+            ll = torch.log_softmax(out, -1)
+            a = ll.argmax(-1) if deterministic else torch.multinomial(ll.exp(), 1, generator=generator).squeeze(-1)
+            logp = hl.gather(-1, z[:, None]).squeeze(-1) + ll.gather(-1, a[:, None]).squeeze(-1)
+            packed = torch.stack([z, a], -1)
+        else:
+            log_std = self.log_std[z]
+            noise = torch.zeros_like(out) if deterministic else torch.randn(out.shape, generator=generator)
+            a = out + log_std.exp() * noise
+            logp = hl.gather(-1, z[:, None]).squeeze(-1) + (
+                -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            packed = torch.cat([z[:, None].to(a.dtype), a], -1)
+        return packed, logp, self.value(obs, task_ids)

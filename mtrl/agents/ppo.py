@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mtrl.agents.losses import mean_of_present, per_task_mean
-from mtrl.agents.networks import ActorCritic
+from mtrl.agents.networks import ActorCritic, OptionActorCritic
 from mtrl.surgery import get as get_surgery
 from mtrl.surgery.apply import SurgeryStep
 from mtrl.surgery.jacobian import group_by_task
@@ -46,7 +46,8 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     hidden: list[int] = field(default_factory=lambda: [64, 64])
-    heads: str = "single"  # single | multi | ensemble (one network per task)
+    heads: str = "single"  # single | multi | ensemble (one network per task) | options (two-level option policy)
+    options: int = 4  # K options of heads=options (the env then takes (option, action) rows)
     adv_norm: str = "batch"  # batch | task | none
     anneal_lr: bool = False
 
@@ -100,6 +101,15 @@ def _per_task_abs_mean(x: np.ndarray, task_ids: np.ndarray, num_tasks: int) -> n
     return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
 
+def build_policy(spec: dict[str, Any]) -> torch.nn.Module:
+    """The network a learner trains and a runner steps envs with, from a ``policy_spec``."""
+    from mtrl.agents.sac_networks import TanhGaussianActor
+
+    spec = dict(spec)
+    cls = {"ppo": ActorCritic, "options": OptionActorCritic, "sac": TanhGaussianActor}[spec.pop("kind", "ppo")]
+    return cls(**spec)
+
+
 class MTPPO:
     """Multi-task PPO learner; the policy runs on runners as a CPU copy (:meth:`policy_state`)."""
 
@@ -108,8 +118,8 @@ class MTPPO:
 
     def __init__(self, cfg: PPOConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0,
                  surgery: str = "mean", surgery_args: dict | None = None, diagnostics_every: int = 0):
-        if cfg.heads not in ("single", "multi", "ensemble"):
-            raise ValueError(f"ppo.heads must be 'single', 'multi' or 'ensemble', got {cfg.heads!r}")
+        if cfg.heads not in ("single", "multi", "ensemble", "options"):
+            raise ValueError(f"ppo.heads must be 'single', 'multi', 'ensemble' or 'options', got {cfg.heads!r}")
         if cfg.heads == "ensemble" and surgery != "mean":
             raise ValueError(f"ppo.heads=ensemble shares no parameters, so surgery={surgery!r} has nothing to "
                              "combine; use surgery=mean")
@@ -119,8 +129,10 @@ class MTPPO:
         self.num_tasks = num_tasks
         self.policy_spec: dict[str, Any] = dict(kind="ppo", obs_dim=obs_dim, num_tasks=num_tasks, action_space=action_space,
                                                 hidden=list(cfg.hidden), heads=cfg.heads)
+        if cfg.heads == "options":
+            self.policy_spec.update(kind="options", options=cfg.options)
         torch.manual_seed(seed)
-        self.net = ActorCritic(**{k: v for k, v in self.policy_spec.items() if k != "kind"})
+        self.net = build_policy(self.policy_spec)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
         self.gen = torch.Generator().manual_seed(seed + 12345)
         self.updates = 0

@@ -28,6 +28,15 @@ from mtrl.envs.tasksets import TaskSet
 from mtrl.errors import MtrlError
 
 
+def _option_space(space: gym.Space, k: int) -> gym.Space:
+    """The packed (option, action) space of an option env."""
+    if isinstance(space, gym.spaces.Discrete):
+        return gym.spaces.MultiDiscrete([k, int(space.n)])
+    low = np.concatenate([[0.0], np.asarray(space.low, np.float32).ravel()]).astype(np.float32)
+    high = np.concatenate([[k - 1.0], np.asarray(space.high, np.float32).ravel()]).astype(np.float32)
+    return gym.spaces.Box(low, high, dtype=np.float32)
+
+
 class MultiTaskVectorEnv(gym.vector.VectorEnv):
     """Synchronous multi-task vector env over (a subset of) a task set's slots.
 
@@ -39,6 +48,12 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
         split: ``train`` or ``test`` (ML sets).
         max_episode_steps: optional episode limit overriding the task's own.
         one_hot: append the one-hot task id to observations.
+        options: K > 0 makes it an option env for hierarchical policies: an action is
+            ``(option, action)`` packed in one row (MultiDiscrete([K, n]) for discrete tasks,
+            a Box with the option in column 0 for continuous ones), the env steps with the
+            action, remembers each slot's option and appends the one-hot *previous* option
+            (K + 1 entries, index K before the first step of an episode) to the observation.
+            Slots report the options taken in ``infos["option"]``.
     """
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
@@ -46,7 +61,7 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
     def __init__(self, taskset: TaskSet, envs_per_task: int = 1, seed: int = 0,
                  slots: Sequence[int] | None = None, split: str = "train",
                  max_episode_steps: int | None = None, one_hot: bool = True,
-                 render_mode: str | None = None, render_kwargs: dict | None = None):
+                 render_mode: str | None = None, render_kwargs: dict | None = None, options: int = 0):
         if envs_per_task < 1:
             raise MtrlError(f"envs_per_task must be >= 1, got {envs_per_task}")
         self.taskset = taskset
@@ -70,8 +85,10 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
             raise MtrlError(f"tasks of {taskset.name!r} have different action spaces: {bad[:3]}; "
                             "a task set needs one shared action space")
         self.raw_dim = max(raw_obs_dim(t) for t in self.tasks)
-        self.obs_dim = self.raw_dim + (T if one_hot else 0)
-        self.single_action_space = spaces[0]
+        self.options = int(options)
+        self.obs_dim = self.raw_dim + (T if one_hot else 0) + (self.options + 1 if self.options else 0)
+        self.task_action_space = spaces[0]
+        self.single_action_space = spaces[0] if not self.options else _option_space(spaces[0], self.options)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
@@ -85,7 +102,8 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
         self._ep_ret = [0.0] * self.num_envs
         self._ep_len = [0] * self.num_envs
         self._ep_succ = [False] * self.num_envs
-        self._continuous = isinstance(self.single_action_space, gym.spaces.Box)
+        self._continuous = isinstance(self.task_action_space, gym.spaces.Box)
+        self._prev_option = np.full(self.num_envs, self.options, np.int64)  # K: no option yet
 
     # ------------------------------------------------------------------ task weights
     @property
@@ -119,6 +137,7 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
         task = int(self.task_ids[i])
         env = self._env(i, task)
         key = (i, task)
+        self._prev_option[i] = self.options  # a new episode has no previous option
         if key in self._fresh:  # first reset of this (slot, task) env: seed it
             self._fresh.discard(key)
             g = self.slots[i]
@@ -138,6 +157,14 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
         row[n:] = 0.0
         if self.one_hot:
             row[self.raw_dim + task] = 1.0
+        if self.options:
+            row[self.obs_dim - self.options - 1 + int(self._prev_option[i])] = 1.0
+
+    def _write_option(self, i: int, option: int) -> None:
+        base = self.obs_dim - self.options - 1
+        self._obs[i, base:] = 0.0
+        self._obs[i, base + option] = 1.0
+        self._prev_option[i] = option
 
     def current_env(self, i: int) -> gym.Env:
         """The env slot ``i`` is stepping now (e.g. for rendering)."""
@@ -156,10 +183,15 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions):
         n = self.num_envs
+        chosen = None
+        if self.options:  # (option, action) rows: keep the option, step with the action
+            packed = np.asarray(actions)
+            chosen = np.clip(np.rint(packed[:, 0]), 0, self.options - 1).astype(np.int64)
+            actions = packed[:, 1:] if self._continuous else packed[:, 1]
         # Python scalars, not numpy ones: envs compare actions with IntEnums (MiniGrid) and
         # per-element numpy writes cost more than building small lists once.
         if self._continuous:
-            acts = list(np.clip(actions, self.single_action_space.low, self.single_action_space.high))
+            acts = list(np.clip(actions, self.task_action_space.low, self.task_action_space.high))
         else:
             acts = np.asarray(actions).tolist()
         step_task = self.task_ids.copy()
@@ -179,6 +211,8 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
             if s:
                 ep_succ[i] = True
             obs_buf[i, :obs.shape[0]] = obs
+            if chosen is not None:
+                self._write_option(i, int(chosen[i]))
             if term or trunc:
                 done.append(i)
                 final_rows.append(obs_buf[i].copy())
@@ -187,6 +221,8 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
                     self.task_ids[i] = self._slot_rng[i].choice(self.num_tasks, p=self._weights)
                 self._reset_slot(i)
         infos: dict[str, Any] = {"task_id": step_task, "success": np.asarray(success, np.float32)}
+        if chosen is not None:
+            infos["option"] = chosen
         if done:
             mask = np.zeros(n, bool)
             mask[done] = True
