@@ -1,4 +1,4 @@
-"""Learning from demonstrations only (no environment reward): BC, GAIL, AIRL on a MiniGrid set.
+"""Learning from demonstrations only (no environment reward): BC, GAIL, AIRL, MH-AIRL on MiniGrid.
 
 Makes expert demos once (``mtrl demos``, labelled and unlabelled), then for every method x labels
 x seed one ``mtrl train`` run and a final ``mtrl eval --episodes N``. Each finished run appends
@@ -108,7 +108,7 @@ def report(results: list[dict], out: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--taskset", default="minigrid/MT5", choices=sorted(ENV_PRESET))
-    p.add_argument("--methods", nargs="+", default=["bc", "gail", "airl"])
+    p.add_argument("--methods", nargs="+", default=["bc", "gail", "airl", "mhairl"])
     p.add_argument("--labels", nargs="+", default=["labelled", "unlabelled"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=400_000, help="env steps for GAIL / AIRL")

@@ -116,7 +116,7 @@ class Logger:
         self._last_print = now
         elapsed = max(time.time() - self.t0, 1e-9)
         rate = (step - self.step0) / elapsed
-        eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
+        eta = max(self.total_steps - step, 0) / rate if rate > 0 else float("inf")
         ret = np.nanmean(stats.per_task(0)) if np.isfinite(stats.per_task(0)).any() else float("nan")
         line = (f"[{100 * step / self.total_steps:5.1f}%] step {step:,}/{self.total_steps:,} | "
                 f"{rate:,.0f} steps/s | ETA {_fmt(eta)} | success {stats.mean_success():.2f} | return {ret:.2f}")

@@ -303,8 +303,9 @@ class Trainer:
                     logger.diagnostics(self.step, key.replace("_diagnostics", "diag", 1), out.pop(key))
                 if n_iter % cfg.log_every == 0 or self.step >= cfg.total_steps:
                     logger.episodes(self.step, new)
-                    for key in [k for k, v in scheduled.items() if np.ndim(v) == 2]:
-                        logger.matrix(self.step, key, scheduled.pop(key))
+                    for d in (scheduled, out):  # matrices (CAMRL's B, MH-AIRL's option usage) as images
+                        for key in [k for k, v in d.items() if np.ndim(v) == 2]:
+                            logger.matrix(self.step, key, d.pop(key))
                     logger.scalars(self.step, {**out, **perf, **scheduled,
                                                "perf/steps_per_s": added / (time.time() - t0),
                                                "success/window": self.stats.per_task(1),

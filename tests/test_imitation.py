@@ -187,3 +187,51 @@ def test_context_posterior_separates_two_tasks_trajectories():
     with torch.no_grad():
         acc = float((post(x, lengths).argmax(-1) == ctx).float().mean())
     assert acc >= 0.9, acc
+
+
+MH_ARGS = ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "log_every=1", "ppo.heads=options",
+           "ppo.options=3", "imitation=mhairl",
+           "imitation_args={hidden: [32], disc_batch: 64, disc_updates: 2, posterior_updates: 2}"]
+
+
+@pytest.mark.parametrize("labels", ["labelled", "unlabelled"])
+def test_mhairl_run_infers_options_and_contexts_and_logs(tmp_path, demos, labels):
+    run = train(build_config([], [*MH_ARGS, f"demos={demos[labels]}", "total_steps=768", f"run_dir={tmp_path / 'r'}"]))
+    state = checkpoint.load(checkpoint.latest(run))
+    rm = state["reward_model"]
+    n_demo = 0
+    from mtrl.imitation.demos import load_demos
+
+    d = load_demos(demos[labels])
+    n_demo = len(d.obs)
+    assert rm["updates"] == 4 and rm["e_z"].shape == (n_demo,) and int(rm["e_z"].max()) < 3
+    assert rm["e_ctx"].shape == (n_demo,) and int(rm["e_ctx"].max()) < 3
+    if labels == "labelled":
+        np.testing.assert_array_equal(rm["e_ctx"].numpy(), d.task_ids)
+    ea = EventAccumulator(str(run))
+    ea.Reload()
+    assert "imitation/options" in ea.Tags()["images"]
+    for tag in ["imitation/context_accuracy", "imitation/acc_expert", "imitation/reward/LavaGapS5"]:
+        assert tag in ea.Tags()["scalars"]
+
+
+def test_mhairl_resume_equals_uninterrupted(tmp_path, demos):
+    args = [*MH_ARGS, f"demos={demos['unlabelled']}", "checkpoint_every=192"]
+    full = train(build_config([], [*args, "total_steps=768", f"run_dir={tmp_path / 'full'}"]))
+    part = train(build_config([], [*args, "total_steps=384", f"run_dir={tmp_path / 'part'}"]))
+    train(build_config([], ["total_steps=768"], base=build_config([], [*args, f"run_dir={part}"])), resume=part)
+    a, b = (checkpoint.load(checkpoint.latest(r)) for r in (full, part))
+    for key in ("disc", "context_post", "option_post"):
+        for k, v in a["reward_model"][key].items():
+            assert torch.equal(v, b["reward_model"][key][k]), (key, k)
+    assert torch.equal(a["reward_model"]["e_z"], b["reward_model"]["e_z"])
+    for k, v in a["agent"]["net"].items():
+        assert torch.equal(v, b["agent"]["net"][k]), k
+
+
+def test_mhairl_needs_the_option_policy(demos):
+    with pytest.raises(MtrlError, match="use ppo.heads=options with imitation=mhairl"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/mtppo.yaml"], ["imitation=mhairl", f"demos={demos['labelled']}"])
+    with pytest.raises(MtrlError, match="has no argument 'reward'"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/mhairl.yaml"],
+                     [f"demos={demos['labelled']}", "imitation_args={reward: logit}"])

@@ -1,6 +1,6 @@
 """Learning from demonstrations: expert datasets (:mod:`~mtrl.imitation.demos`), scripted experts
 (:mod:`~mtrl.imitation.experts`) and reward models that relabel rollouts before the learner sees
-them (:mod:`~mtrl.imitation.adversarial`: GAIL, AIRL), selected by ``imitation: NAME`` with
+them (:mod:`~mtrl.imitation.adversarial`: GAIL, AIRL; :mod:`~mtrl.imitation.mhairl`: MH-AIRL), selected by ``imitation: NAME`` with
 ``imitation_args`` and ``demos: PATH`` in the config."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from mtrl.errors import MtrlError, choices
 
-METHODS = ("gail", "airl")
+METHODS = ("gail", "airl", "mhairl")
 HOW_TO = "make them with `mtrl demos TASKSET --episodes N` and pass demos=PATH (the folder it printed)"
 
 
@@ -34,12 +34,16 @@ def validate(cfg: Any, task_names: list[str]) -> None:
         raise MtrlError(f"unknown imitation {cfg.imitation!r}; valid methods: {choices(METHODS)}")
     if cfg.algo != "mtppo":
         raise MtrlError(f"imitation {cfg.imitation!r} trains MT-PPO; got algo={cfg.algo}")
+    if (cfg.imitation == "mhairl") != (cfg.ppo.heads == "options"):
+        raise MtrlError("mhairl learns an option policy and only it: use ppo.heads=options with imitation=mhairl "
+                        f"(see agents/mhairl.yaml); got imitation={cfg.imitation}, ppo.heads={cfg.ppo.heads}")
     if not cfg.demos:
         raise MtrlError(f"imitation {cfg.imitation!r} needs demonstrations: {HOW_TO}")
     _check_demos_folder(cfg, task_names)
-    bad = sorted(set(cfg.imitation_args) - set(_ARGS))
+    valid = _ARGS + (_MH_ARGS if cfg.imitation == "mhairl" else ("use_labels", "reward"))
+    bad = sorted(set(cfg.imitation_args) - set(valid))
     if bad:
-        raise MtrlError(f"imitation has no argument {bad[0]!r}; valid arguments: {choices(_ARGS)}")
+        raise MtrlError(f"imitation {cfg.imitation!r} has no argument {bad[0]!r}; valid arguments: {choices(valid)}")
 
 
 def _check_demos_folder(cfg: Any, task_names: list[str]) -> dict[str, Any]:
@@ -54,7 +58,8 @@ def _check_demos_folder(cfg: Any, task_names: list[str]) -> dict[str, Any]:
     return meta
 
 
-_ARGS = ("hidden", "lr", "grad_penalty", "disc_updates", "disc_batch", "use_labels", "reward")
+_ARGS = ("hidden", "lr", "grad_penalty", "disc_updates", "disc_batch")
+_MH_ARGS = ("alpha_mi", "alpha_di", "estep_every", "posterior_updates")
 
 
 def build(cfg: Any, probe: Any, agent: Any):
@@ -66,11 +71,18 @@ def build(cfg: Any, probe: Any, agent: Any):
     from mtrl.imitation.demos import check_matches, load_demos
 
     demos = load_demos(cfg.demos)
-    check_matches(demos, probe.task_names, probe.raw_dim, probe.single_action_space)
+    check_matches(demos, probe.task_names, probe.raw_dim, probe.task_action_space)
     if cfg.algo == "bc":
         agent.set_demos(demos, probe.raw_dim, cfg.one_hot)
         return None
     args = OmegaConf.to_container(cfg.imitation_args)
+    if cfg.imitation == "mhairl":
+        from mtrl.imitation.mhairl import MHAIRLReward
+
+        mh = MHAIRLReward(demos, probe.num_tasks, probe.raw_dim, probe.task_action_space, cfg.ppo.options,
+                          gamma=cfg.ppo.gamma, seed=cfg.seed, policy_one_hot=cfg.one_hot, **args)
+        mh.attach(agent)
+        return mh
     model = AdversarialReward(cfg.imitation, demos, probe.num_tasks, probe.raw_dim, probe.single_action_space,
                               gamma=cfg.ppo.gamma, seed=cfg.seed, policy_one_hot=cfg.one_hot, **args)
     model.attach(agent)

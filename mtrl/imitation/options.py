@@ -14,8 +14,7 @@
   ``ContextPosterior`` for discrete contexts). Its log-likelihood is MH-AIRL's mutual-information
   reward; for unlabelled demos it infers each demo's task.
 
-Not yet wired into training: the hierarchical policy, its PPO and the MH-AIRL reward model are
-the next step (see docs/mhairl-notes.md).
+Both are used by the MH-AIRL reward model (:mod:`mtrl.imitation.mhairl`).
 """
 
 from __future__ import annotations
