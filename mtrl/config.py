@@ -40,7 +40,7 @@ class TrainConfig:
     curriculum: str | None = None  # task scheduler (see mtrl.curriculum.names()); None: fixed balanced slots
     curriculum_args: dict[str, Any] = field(default_factory=dict)  # e.g. {tau: 0.2} for success
     task_graph: dict[str, list[str]] = field(default_factory=dict)  # env preset: task -> tasks it leads to
-    imitation: str | None = None  # learn from demonstrations: gail | airl (None: the environment's reward)
+    imitation: str | None = None  # learn from demonstrations: gail | airl | mhairl (None: the env's reward)
     imitation_args: dict[str, Any] = field(default_factory=dict)  # e.g. {grad_penalty: 10, disc_updates: 4}
     demos: str | None = None  # demonstration dataset folder (`mtrl demos` prints it)
     sac: SACConfig = field(default_factory=SACConfig)

@@ -22,7 +22,7 @@ from mtrl.errors import MtrlError
 
 def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """Arguments of :func:`mtrl.envs.make` for this config (without ``slots``)."""
-    options = cfg.ppo.options if cfg.algo in ("mtppo", "bc") and cfg.ppo.heads == "options" else 0
+    options = cfg.ppo.options if cfg.algo == "mtppo" and cfg.ppo.heads == "options" else 0
     return dict(taskset="custom" if cfg.tasks else cfg.taskset, tasks=list(cfg.tasks) or None,
                 envs_per_task=cfg.envs_per_task, seed=cfg.seed, split=cfg.split,
                 max_episode_steps=cfg.max_episode_steps, one_hot=cfg.one_hot, options=options)

@@ -235,3 +235,37 @@ def test_mhairl_needs_the_option_policy(demos):
     with pytest.raises(MtrlError, match="has no argument 'reward'"):
         build_config(["envs/minigrid-mt3.yaml", "agents/mhairl.yaml"],
                      [f"demos={demos['labelled']}", "imitation_args={reward: logit}"])
+
+
+def test_more_bad_imitation_input_gets_one_line(tmp_path, demos):
+    base = ["envs/minigrid-mt3.yaml"]
+    with pytest.raises(MtrlError, match="steers by the environment's success"):
+        build_config([*base, "agents/gail.yaml"], [f"demos={demos['labelled']}", "curriculum=success"])
+    with pytest.raises(MtrlError, match="ppo.heads=options is for imitation=mhairl"):
+        build_config([*base, "agents/bc.yaml"], [f"demos={demos['labelled']}", "ppo.heads=options"])
+    with pytest.raises(MtrlError, match="one_hot=false and ppo.heads=single"):
+        build_config([*base, "agents/bc.yaml"], [f"demos={demos['unlabelled']}", "one_hot=false", "ppo.heads=multi"])
+    with pytest.raises(MtrlError, match="keep one_hot=true"):
+        build_config([*base, "agents/mhairl.yaml"], [f"demos={demos['labelled']}", "one_hot=false"])
+    with pytest.raises(MtrlError, match="list of layer widths"):
+        build_config([*base, "agents/gail.yaml"], [f"demos={demos['labelled']}", "imitation_args={hidden: 32}"])
+    broken = tmp_path / "broken"
+    (broken / "data").mkdir(parents=True)
+    (broken / "data" / "metadata.json").write_text("{not json")
+    with pytest.raises(MtrlError, match="cannot read"):
+        build_config([*base, "agents/gail.yaml"], [f"demos={broken}"])
+
+
+def test_labelled_gail_without_one_hot_and_continuous_actions_are_clipped(tmp_path, demos):
+    run = train(build_config([], [*ARGS, "imitation=gail", f"demos={demos['labelled']}", "one_hot=false",
+                                  "total_steps=192", f"run_dir={tmp_path / 'r'}"]))
+    assert checkpoint.load(checkpoint.latest(run))["reward_model"]["updates"] == 1
+    import gymnasium as gym
+
+    from mtrl.imitation.adversarial import AdversarialReward
+    from mtrl.imitation.demos import load_demos
+
+    d = load_demos(make_demos("custom", 1, tmp_path / "mw", tasks=["reach-v3"], max_episode_steps=20)["path"])
+    model = AdversarialReward("gail", d, 1, 39, gym.spaces.Box(-1, 1, (4,)), hidden=[8])
+    assert float(model._clip(torch.tensor([[3.0, -2.0, 0.5, 1.0]])).abs().max()) == 1.0
+    assert (d.truncated.sum() == 1) and float(model.expert["done"].sum()) == 1.0  # the time limit counts as an end

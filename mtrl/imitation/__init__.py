@@ -6,6 +6,7 @@ them (:mod:`~mtrl.imitation.adversarial`: GAIL, AIRL; :mod:`~mtrl.imitation.mhai
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +18,41 @@ HOW_TO = "make them with `mtrl demos TASKSET --episodes N` and pass demos=PATH (
 
 def validate(cfg: Any, task_names: list[str]) -> None:
     """Cheap config checks (name, algorithm, the demos folder and its task names); raises MtrlError."""
+    if cfg.curriculum is not None:
+        raise MtrlError(f"curriculum {cfg.curriculum!r} steers by the environment's success, which learning from "
+                        "demonstrations must not see; drop the curriculum or the demos")
     if cfg.algo == "bc":
+        if cfg.ppo.heads == "options":
+            raise MtrlError("algo=bc trains a flat policy; ppo.heads=options is for imitation=mhairl")
         if cfg.imitation is not None:
             raise MtrlError(f"algo=bc learns from the demos directly; drop imitation={cfg.imitation}")
         if not cfg.demos:
             raise MtrlError(f"algo=bc needs demonstrations: {HOW_TO}")
         meta = _check_demos_folder(cfg, task_names)
-        if not meta.get("labels", True) and cfg.one_hot:
+        if not meta.get("labels", True) and (cfg.one_hot or cfg.ppo.heads != "single"):
             raise MtrlError(f"BC from unlabelled demonstrations ({cfg.demos}) cannot feed the policy a task id; "
-                            "set one_hot=false (one policy over observations) or use labelled demos")
+                            "set one_hot=false and ppo.heads=single (one policy over observations) or use "
+                            "labelled demos")
         return
     if cfg.imitation is None:
         raise MtrlError("demos= is set but no imitation method is; use an imitation preset (agents/gail.yaml, "
-                        "agents/airl.yaml, agents/bc.yaml) or imitation=gail|airl")
+                        "agents/airl.yaml, agents/mhairl.yaml, agents/bc.yaml) or imitation=gail|airl|mhairl")
     if cfg.imitation not in METHODS:
         raise MtrlError(f"unknown imitation {cfg.imitation!r}; valid methods: {choices(METHODS)}")
     if cfg.algo != "mtppo":
         raise MtrlError(f"imitation {cfg.imitation!r} trains MT-PPO; got algo={cfg.algo}")
+    if cfg.imitation == "mhairl" and not cfg.one_hot:
+        raise MtrlError("mhairl conditions both policy levels on the task context: keep one_hot=true")
     if (cfg.imitation == "mhairl") != (cfg.ppo.heads == "options"):
         raise MtrlError("mhairl learns an option policy and only it: use ppo.heads=options with imitation=mhairl "
                         f"(see agents/mhairl.yaml); got imitation={cfg.imitation}, ppo.heads={cfg.ppo.heads}")
     if not cfg.demos:
         raise MtrlError(f"imitation {cfg.imitation!r} needs demonstrations: {HOW_TO}")
     _check_demos_folder(cfg, task_names)
+    hidden = cfg.imitation_args.get("hidden", [256])
+    if not isinstance(hidden, Sequence) or isinstance(hidden, str) or not all(
+            isinstance(h, int) and h > 0 for h in hidden):
+        raise MtrlError(f"imitation_args.hidden must be a list of layer widths, e.g. [256, 256]; got {hidden}")
     valid = _ARGS + (_MH_ARGS if cfg.imitation == "mhairl" else ("use_labels", "reward"))
     bad = sorted(set(cfg.imitation_args) - set(valid))
     if bad:
@@ -51,7 +64,10 @@ def _check_demos_folder(cfg: Any, task_names: list[str]) -> dict[str, Any]:
     meta_path = p / "data" / "metadata.json" if (p / "data").is_dir() else p / "metadata.json"
     if not meta_path.is_file():
         raise MtrlError(f"demos={cfg.demos} is not a demonstration dataset (no metadata.json); {HOW_TO}")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MtrlError(f"cannot read {meta_path}: {exc}; {HOW_TO}") from None
     names = meta.get("task_names")
     if names != list(task_names):
         raise MtrlError(f"demos={cfg.demos} are for tasks {names}, but the run trains {list(task_names)}")

@@ -32,7 +32,8 @@ discriminator conditioned on the task. Without labels it sees only the task's ob
 and AIRL's pi(a|s) is the policy's task mixture, log (1/T) sum_t pi(a | s, t), for expert and
 policy samples alike (the unlabelled expert's task is unknown; MH-AIRL infers it instead).
 
-**Choices made here.** Actions enter as one-hot vectors (discrete) or raw values (continuous);
+**Choices made here.** Actions enter as one-hot vectors (discrete) or, for continuous tasks, as
+the env executes them (clipped to the action bounds, like the experts');
 g and h are MLPs (``hidden``, ReLU); at the last step of an episode (terminated or truncated)
 AIRL drops gamma h(s') on both expert and policy transitions (the rollout does not keep the
 final observation of a finished episode, so the two are treated alike); the rollout's last
@@ -104,6 +105,9 @@ class AdversarialReward:
             raise MtrlError(f"use_labels=true needs labelled demonstrations; {demos.path} has none")
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.n_act = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        self.low = None if self.discrete else torch.as_tensor(action_space.low, dtype=torch.float32).reshape(-1)
+        self.high = None if self.discrete else torch.as_tensor(action_space.high, dtype=torch.float32).reshape(-1)
+        self._cache: tuple[np.ndarray, dict[str, torch.Tensor]] | None = None
         in_dim = raw_dim + (num_tasks if self.labels else 0)
         torch.manual_seed(seed + 999)
         self.disc = Discriminator(in_dim, self.n_act, list(hidden or [256, 256]), kind, gamma)
@@ -117,7 +121,8 @@ class AdversarialReward:
             onehot = F.one_hot(torch.as_tensor(demos.task_ids), num_tasks).float()  # labels, not observations
             e_obs, e_next = torch.cat([e_obs, onehot], 1), torch.cat([e_next, onehot], 1)
         self.expert = {"obs": e_obs, "next_obs": e_next, "act": self._encode(torch.as_tensor(demos.actions)),
-                       "raw_act": torch.as_tensor(demos.actions), "done": torch.as_tensor(demos.terminated).float(),
+                       "raw_act": torch.as_tensor(demos.actions),
+                       "done": torch.as_tensor(demos.terminated | demos.truncated).float(),
                        "tids": torch.as_tensor(demos.task_ids) if demos.labels else None}
         self.updates = 0
 
@@ -131,9 +136,18 @@ class AdversarialReward:
             return F.one_hot(actions.long().reshape(-1), self.n_act).float()
         return actions.float().reshape(actions.shape[0], -1)
 
-    def _disc_obs(self, obs_full: torch.Tensor) -> torch.Tensor:
-        """Policy observations (task obs + one-hot) as the discriminator sees them."""
-        return obs_full if self.labels else obs_full[:, :self.raw_dim]
+    def _disc_obs(self, obs_full: torch.Tensor, tids: torch.Tensor) -> torch.Tensor:
+        """Policy observations as the discriminator sees them: the task observation, plus the
+        one-hot task id (from the rollout's task ids, whatever ``one_hot`` is) with labels."""
+        raw = obs_full[:, :self.raw_dim]
+        return torch.cat([raw, F.one_hot(tids, self.T).float()], 1) if self.labels else raw
+
+    def _clip(self, acts: torch.Tensor) -> torch.Tensor:
+        """Continuous actions as the env executed them (the Gaussian sample is clipped by the env;
+        experts' actions are in bounds), so out-of-range values cannot give the policy away."""
+        if self.low is None:
+            return acts
+        return torch.maximum(torch.minimum(acts.float(), self.high), self.low)
 
     @torch.no_grad()
     def _policy_logp(self, obs_raw: torch.Tensor, actions: torch.Tensor, tids: torch.Tensor | None) -> torch.Tensor:
@@ -160,11 +174,15 @@ class AdversarialReward:
         tids = torch.as_tensor(r["task_ids"]).reshape(-1)
         acts = torch.as_tensor(r["actions"]).reshape(S * N, *r["actions"].shape[2:])
         full = obs.reshape(S * N, -1)
+        if self._cache is not None and self._cache[0] is r["obs"]:  # update() then relabel(): same rollout
+            return self._cache[1]
         logp = torch.as_tensor(r["logp"]).reshape(-1)
         if self.kind == "airl" and not self.labels:
             logp = self._policy_logp(full[:, :self.raw_dim], acts, None)
-        return {"obs": self._disc_obs(full), "next_obs": self._disc_obs(nxt.reshape(S * N, -1)),
-                "act": self._encode(acts), "done": done.reshape(-1), "logp": logp, "tids": tids}
+        batch = {"obs": self._disc_obs(full, tids), "next_obs": self._disc_obs(nxt.reshape(S * N, -1), tids),
+                 "act": self._encode(self._clip(acts)), "done": done.reshape(-1), "logp": logp, "tids": tids}
+        self._cache = (r["obs"], batch)  # holds the array itself: an id() could be reused by the next rollout
+        return batch
 
     def _expert_batch(self, n: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.expert["obs"].shape[0], (n,), generator=self.gen)

@@ -190,6 +190,7 @@ class Demos:
     actions: np.ndarray  # [N, ...]
     next_obs: np.ndarray  # [N, D]
     terminated: np.ndarray  # [N]
+    truncated: np.ndarray  # [N] (time limit)
     episode: np.ndarray  # [N] episode index
     task_ids: np.ndarray | None  # [N] or None (unlabelled)
     observation_space: gym.Space
@@ -209,20 +210,25 @@ def load_demos(path: str | Path) -> Demos:
     if not (data / "metadata.json").is_file():
         raise MtrlError(f"{path} is not a demonstration dataset (no data/metadata.json); "
                         "make one with `mtrl demos TASKSET --episodes N`")
-    ds = minari.MinariDataset(str(data))
-    meta = dict(ds.storage.metadata)
-    obs, acts, nxt, term, epi, tids = [], [], [], [], [], []
+    try:
+        ds = minari.MinariDataset(str(data))
+        meta = dict(ds.storage.metadata)
+    except Exception as exc:  # noqa: BLE001 - a damaged folder: JSON, HDF5 or Minari errors
+        raise MtrlError(f"cannot read demonstrations {path}: {type(exc).__name__}: {exc}") from None
+    obs, acts, nxt, term, trunc, epi, tids = [], [], [], [], [], [], []
     for k, ep in enumerate(ds.iterate_episodes()):
         o = np.asarray(ep.observations, np.float32)
         obs.append(o[:-1])
         nxt.append(o[1:])
         acts.append(np.asarray(ep.actions))
         term.append(np.asarray(ep.terminations, bool))
+        trunc.append(np.asarray(ep.truncations, bool))
         epi.append(np.full(len(o) - 1, k))
         if "task_id" in ep.infos:
             tids.append(np.asarray(ep.infos["task_id"])[:-1])
     return Demos(path=p, metadata=meta, obs=np.concatenate(obs), actions=np.concatenate(acts),
-                 next_obs=np.concatenate(nxt), terminated=np.concatenate(term), episode=np.concatenate(epi),
+                 next_obs=np.concatenate(nxt), terminated=np.concatenate(term),
+                 truncated=np.concatenate(trunc), episode=np.concatenate(epi),
                  task_ids=np.concatenate(tids).astype(np.int64) if tids else None,
                  observation_space=ds.spec.observation_space, action_space=ds.spec.action_space)
 

@@ -82,6 +82,9 @@ class MHAIRLReward:
         self.demos, self.T, self.raw_dim, self.K = demos, num_tasks, raw_dim, options
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.n_act = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        if not self.discrete:  # the env clips; the discriminator sees executed actions (as the experts')
+            self.low = torch.as_tensor(action_space.low, dtype=torch.float32).reshape(-1)
+            self.high = torch.as_tensor(action_space.high, dtype=torch.float32).reshape(-1)
         torch.manual_seed(seed + 999)
         hidden = list(hidden or [256, 256])
         self.disc = OptionDiscriminator(raw_dim + num_tasks, self.n_act, options, hidden, gamma)
@@ -98,13 +101,12 @@ class MHAIRLReward:
         self.e_raw = torch.as_tensor(demos.obs)
         self.e_next = torch.as_tensor(demos.next_obs)
         self.e_act = torch.as_tensor(demos.actions)
-        self.e_done = torch.as_tensor(demos.terminated).float()
+        self.e_done = torch.as_tensor(demos.terminated | demos.truncated).float()
         ep = np.asarray(demos.episode)
         starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
         self.e_slices = [slice(int(a), int(b)) for a, b in zip(starts, np.r_[starts[1:], len(ep)])]
         self.e_ctx: torch.Tensor | None = torch.as_tensor(demos.task_ids) if demos.labels else None
         self.e_z: torch.Tensor | None = None  # options from the last E-step
-        self.last_stats: dict[str, Any] = {}
 
     def attach(self, agent: Any) -> None:
         if not hasattr(agent.policy, "high_logp"):
@@ -177,7 +179,7 @@ class MHAIRLReward:
         ctx = torch.as_tensor(r["task_ids"]).reshape(-1)
         zp = flat[:, D - self.K - 1:].argmax(1)
         z = acts[:, 0].round().long()
-        low_a = acts[:, 1] if self.discrete else acts[:, 1:]
+        low_a = acts[:, 1] if self.discrete else torch.maximum(torch.minimum(acts[:, 1:], self.high), self.low)
         done = torch.as_tensor(r["terminated"] | r["truncated"]).reshape(-1).float()
         return {"s": self._state(flat[:, :self.raw_dim], ctx), "a": self._act_enc(low_a),
                 "s2": self._state(nxt[:, :self.raw_dim], ctx), "done": done, "zp": zp, "z": z,
@@ -203,8 +205,11 @@ class MHAIRLReward:
         return self.context_post(batch, lengths), torch.tensor([c for c, _ in segs])
 
     def _option_logp(self, pol: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log q_w(z_t | s_{t+1}, c, z_{t-1}); 0 at an episode's last step, whose s_{t+1} in the
+        rollout is already the next episode's first observation (the code also skips it)."""
         x = torch.cat([pol["s2"], F.one_hot(pol["zp"], self.K + 1).float()], 1)
-        return torch.log_softmax(self.option_post(x), -1).gather(1, pol["z"][:, None]).squeeze(1)
+        lp = torch.log_softmax(self.option_post(x), -1).gather(1, pol["z"][:, None]).squeeze(1)
+        return lp * (1.0 - pol["done"])
 
     # ------------------------------------------------------------------ the seam
     def update(self, rollout: dict[str, Any], kind: str = "rollout") -> dict[str, Any]:
@@ -214,7 +219,8 @@ class MHAIRLReward:
         segs = self._segments(rollout)
         for _ in range(self.posterior_updates):  # posteriors learn from the policy's own data
             lp_c, ctx = self._context_logp(pol, segs)
-            loss = F.nll_loss(lp_c, ctx) - self._option_logp(pol).mean()
+            keep = 1.0 - pol["done"]
+            loss = F.nll_loss(lp_c, ctx) - self._option_logp(pol).sum() / keep.sum().clamp_min(1.0)
             self.post_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.post_opt.step()
