@@ -55,9 +55,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     if args.episodes <= 0:
         raise MtrlError(f"--episodes must be positive, got {args.episodes}")
     result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.tasks, args.seed,
-                          progress=sys.stderr.isatty())
+                          progress=sys.stderr.isatty(), deterministic=not args.stochastic)
     print(format_table(result))
-    out = Path(args.run_dir) / "eval.json"
+    out = Path(args.run_dir) / ("eval.json" if not args.stochastic else "eval_stochastic.json")
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out)
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
     s.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     s.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed + 20000)")
+    s.add_argument("--stochastic", action="store_true",
+                   help="sample actions instead of taking the most likely (writes eval_stochastic.json)")
     s.set_defaults(func=_cmd_eval)
     s = sub.add_parser("record", help="record mp4 rollouts per task and a grid video of all tasks")
     s.add_argument("run_dir", metavar="RUN_DIR")

@@ -16,8 +16,10 @@ from mtrl.envs import MultiTaskVectorEnv
 
 @torch.no_grad()
 def evaluate(policy: torch.nn.Module, env: MultiTaskVectorEnv, episodes: int, seed: int | None = None,
-             progress: bool = False, label: str = "eval") -> dict[str, Any]:
-    """Run ``episodes`` deterministic episodes in every slot of ``env`` (one slot per task).
+             progress: bool = False, label: str = "eval", deterministic: bool = True) -> dict[str, Any]:
+    """Run ``episodes`` episodes in every slot of ``env`` (one slot per task), with the policy's
+    deterministic actions or (``deterministic=False``) sampled ones, drawn from a generator
+    seeded by ``seed`` so the evaluation is repeatable.
 
     Returns per-task ``success`` and ``return`` means (arrays ``[T]``) and the raw episodes
     (``[(success, return, length), ...]`` per task). ``progress`` shows a tqdm bar.
@@ -27,6 +29,7 @@ def evaluate(policy: torch.nn.Module, env: MultiTaskVectorEnv, episodes: int, se
     if env.task_weights is not None:
         raise ValueError("evaluate() needs fixed slot tasks (task weights None)")
     obs, _ = env.reset(seed=seed)
+    gen = torch.Generator().manual_seed(0 if seed is None else seed)
     T = env.num_tasks
     done_eps: list[list[tuple[float, float, int]]] = [[] for _ in range(env.num_envs)]
     bar = None
@@ -36,7 +39,7 @@ def evaluate(policy: torch.nn.Module, env: MultiTaskVectorEnv, episodes: int, se
         bar = tqdm(total=episodes * env.num_envs, desc=f"{label} episodes", unit="ep", leave=False)
     while min(len(d) for d in done_eps) < episodes:
         tids = env.task_ids.copy()
-        a = policy.act(torch.from_numpy(obs), torch.from_numpy(tids), deterministic=True)[0].numpy()
+        a = policy.act(torch.from_numpy(obs), torch.from_numpy(tids), gen, deterministic=deterministic)[0].numpy()
         obs, _, _, _, info = env.step(a)
         if "_episode" in info:
             for i in np.flatnonzero(info["_episode"]):
@@ -75,7 +78,7 @@ def mean_interval(x: np.ndarray, z: float = 1.96) -> tuple[float, float]:
 
 
 def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, seed: int | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, deterministic: bool = True) -> dict[str, Any]:
     """Evaluate a run's checkpoint: ``episodes`` deterministic episodes per task on fresh goals.
 
     Returns the ``eval.json`` content: per task success rate and mean return with 95%
@@ -98,7 +101,7 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
         if bad:
             raise MtrlError(f"task {bad[0]!r} is not in the run's task set; valid tasks: {choices(every)}")
     result: dict[str, Any] = {"run_dir": str(run.run_dir), "checkpoint": str(path), "step": run.step,
-                              "episodes_per_task": episodes, "seed": seed, "deterministic": True,
+                              "episodes_per_task": episodes, "seed": seed, "deterministic": deterministic,
                               "success_definition": "success at any step of the episode (Meta-World convention)",
                               "tasks": {}}
     for split, names in splits:
@@ -107,7 +110,8 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
             continue
         kw = {**env_kwargs(cfg), "envs_per_task": 1, "seed": seed, "split": split}
         env = make(**kw, slots=chosen)
-        res = evaluate(agent.policy, env, episodes, seed=seed, progress=progress, label=split)
+        res = evaluate(agent.policy, env, episodes, seed=seed, progress=progress, label=split,
+                       deterministic=deterministic)
         env.close()
         for i in chosen:
             eps = res["episodes"][i]
@@ -128,7 +132,8 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
 
 def format_table(result: dict[str, Any]) -> str:
     """The console table of :func:`evaluate_run`'s result."""
-    lines = [f"step {result['step']:,}: {result['episodes_per_task']} deterministic episodes per task; "
+    kind = "deterministic" if result.get("deterministic", True) else "stochastic"
+    lines = [f"step {result['step']:,}: {result['episodes_per_task']} {kind} episodes per task; "
              f"success = {result['success_definition']}",
              f"{'task':32s} {'split':5s} {'success':>8s} {'95% CI':>15s} {'return':>10s} {'95% CI':>21s}"]
     for name, v in result["tasks"].items():

@@ -69,3 +69,14 @@ def test_wilson_interval_known_values():
     assert lo == 0.0 and abs(hi - 0.2775) < 1e-3
     lo, hi = wilson_interval(5, 10)
     assert abs(lo - 0.2366) < 1e-3 and abs(hi - 0.7634) < 1e-3
+
+
+def test_stochastic_eval_is_repeatable_and_separate(tiny_run):
+    from mtrl.evaluate import evaluate_run
+
+    a = evaluate_run(tiny_run, episodes=3, progress=False, deterministic=False, seed=5)
+    b = evaluate_run(tiny_run, episodes=3, progress=False, deterministic=False, seed=5)
+    assert a["tasks"] == b["tasks"] and a["deterministic"] is False
+    r = mtrl("eval", tiny_run, "--episodes", "2", "--stochastic")
+    assert r.returncode == 0, r.stderr
+    assert "stochastic episodes per task" in r.stdout and (tiny_run / "eval_stochastic.json").is_file()
