@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,12 +50,34 @@ def run_one(curr: str, seed: int, args, out: Path) -> dict:
     subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes)], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     ev = json.loads((run_dir / "eval.json").read_text())
+    stoch = stochastic_eval(run_dir, args.eval_episodes)
     curve = [json.loads(line) for line in (run_dir / "eval_history.jsonl").read_text().splitlines() if line]
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"curriculum": curr, "seed": seed, "steps": args.steps, "wall_s": round(time.time() - t0, 1),
             "final_success": {k: v["success"] for k, v in ev["tasks"].items()},
-            "eval_episodes": args.eval_episodes, "window_success": summary["success"],
+            "eval_episodes": args.eval_episodes, "window_success": summary["success"], "stochastic_success": stoch,
             "curve": [{"step": c["step"], "success": c["success"]} for c in curve], "run_dir": str(run_dir)}
+
+
+def stochastic_eval(run_dir: Path, episodes: int) -> dict[str, float]:
+    """Final success with sampled actions (``mtrl eval --stochastic``): argmax MiniGrid policies
+    can loop forever where the trained, sampling policy does not."""
+    subprocess.run([sys.executable, "-m", "mtrl.cli", "eval", str(run_dir), "--episodes", str(episodes),
+                    "--stochastic"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    ev = json.loads((run_dir / "eval_stochastic.json").read_text())
+    return {k: v["success"] for k, v in ev["tasks"].items()}
+
+
+def backfill(res_path: Path, episodes: int) -> None:
+    """Add ``stochastic_success`` to result lines written before it existed."""
+    rows = load_results(res_path)
+    for r in rows:
+        run_dir = Path(r["run_dir"])
+        if "stochastic_success" not in r and run_dir.is_dir():
+            done = run_dir / "eval_stochastic.json"
+            r["stochastic_success"] = ({k: v["success"] for k, v in json.loads(done.read_text())["tasks"].items()}
+                                       if done.is_file() else stochastic_eval(run_dir, episodes))
+    res_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def targets_of() -> list[str]:
@@ -77,16 +100,24 @@ def report(results: list[dict], out: Path) -> dict:
     table: dict[str, dict] = {}
     tasks = list(results[0]["final_success"]) if results else []
     for c, rs in by.items():
-        fin = {t: float(np.mean([r["final_success"][t] for r in rs])) for t in tasks}
-        table[c] = {"seeds": len(rs), "mean_success": float(np.mean(list(fin.values()))),
-                    "target_mean": float(np.mean([fin[t] for t in targets])), "per_task": fin,
-                    "targets_solved_0.9": int(sum(fin[t] >= 0.9 for t in targets)),
-                    "wall_s_mean": float(np.mean([r["wall_s"] for r in rs]))}
-    lines = ["| curriculum | seeds | mean success | target mean | " + " | ".join(tasks) + " |",
-             "|---" * (4 + len(tasks)) + "|"]
+        row: dict[str, Any] = {"seeds": len(rs), "wall_s_mean": float(np.mean([r["wall_s"] for r in rs]))}
+        for kind, key in (("deterministic", "final_success"), ("stochastic", "stochastic_success"),
+                          ("window", "window_success")):
+            have = [r[key] for r in rs if key in r]
+            if not have:
+                continue
+            fin = {t: float(np.mean([h[t] for h in have])) for t in tasks}
+            row[kind] = {"mean": float(np.mean(list(fin.values()))), "target_mean": float(np.mean([fin[t] for t in targets])),
+                         "targets_at_0.9": int(sum(fin[t] >= 0.9 for t in targets)), "per_task": fin}
+        table[c] = row
+    lines = ["| curriculum | seeds | eval | mean | target mean | " + " | ".join(tasks) + " |",
+             "|---" * (5 + len(tasks)) + "|"]
     for c, row in table.items():
-        lines.append(f"| {c} | {row['seeds']} | {row['mean_success']:.2f} | {row['target_mean']:.2f} | "
-                     + " | ".join(f"{row['per_task'][t]:.2f}" for t in tasks) + " |")
+        for kind in ("deterministic", "stochastic", "window"):
+            if kind in row:
+                v = row[kind]
+                lines.append(f"| {c} | {row['seeds']} | {kind} | {v['mean']:.2f} | {v['target_mean']:.2f} | "
+                             + " | ".join(f"{v['per_task'][t]:.2f}" for t in tasks) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), sharey=True)
     for ax, t in zip(np.atleast_1d(axes), targets):
@@ -115,10 +146,13 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per task in the final `mtrl eval`")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/curriculum_ladder"))
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--backfill", action="store_true", help="add stochastic evaluations to older result lines")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res_path = out / "results.jsonl"
+    if args.backfill:
+        backfill(res_path, args.eval_episodes)
     if not args.plot_only:
         for seed in args.seeds:  # seeds outermost: a partial benchmark still compares every curriculum
             for curr in args.curricula:
