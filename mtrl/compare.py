@@ -1,7 +1,7 @@
 """`mtrl compare`: aggregate runs over seeds per method, with rliable's IQM and stratified bootstrap CIs.
 
-Runs are grouped by method (``algo`` + head type + ``surgery`` + ``curriculum``, from each
-run's ``config.yaml``). A run's per-task score is its final per-task success, taken from (first
+Runs are grouped by method (``algo`` + head type + ``imitation`` + ``surgery`` + ``curriculum``,
+from each run's ``config.yaml``). A run's per-task score is its final per-task success, taken from (first
 found) ``eval.json`` (`mtrl eval`), the last line of ``eval_history.jsonl`` (evaluation during
 training) or ``summary.json`` (training-episode success). Aggregates follow Agarwal et al.,
 "Deep RL at the Edge of the Statistical Precipice" (NeurIPS 2021), via their library rliable:
@@ -30,7 +30,9 @@ from mtrl.errors import MtrlError
 def method_label(cfg: dict[str, Any]) -> str:
     algo = cfg.get("algo", "?")
     heads = (cfg.get("ppo" if algo == "mtppo" else "sac") or {}).get("heads", "single")
-    label = algo + {"multi": "-multihead", "ensemble": "-ensemble"}.get(heads, "")
+    label = algo + {"multi": "-multihead", "ensemble": "-ensemble", "options": "-options"}.get(heads, "")
+    if cfg.get("imitation"):
+        label += f":{cfg['imitation']}"
     surgery = cfg.get("surgery", "mean")
     label = label if surgery == "mean" else f"{label}+{surgery}"
     curr = cfg.get("curriculum")

@@ -110,3 +110,5 @@ def test_method_label_groups_by_curriculum_and_heads():
     assert method_label({"algo": "mtppo", "curriculum": "plr"}) == "mtppo@plr"
     assert method_label({"algo": "mtppo", "ppo": {"heads": "ensemble"}, "curriculum": "camrl"}) == "mtppo-ensemble@camrl"
     assert method_label({"algo": "mtsac", "surgery": "pcgrad", "curriculum": "success"}) == "mtsac+pcgrad@success"
+    assert method_label({"algo": "mtppo", "ppo": {"heads": "options"}, "imitation": "mhairl"}) == "mtppo-options:mhairl"
+    assert method_label({"algo": "bc"}) == "bc"
