@@ -64,6 +64,22 @@ def _mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def with_rewards(rollout: dict[str, Any], reward: torch.Tensor) -> dict[str, Any]:
+    """The rollout with ``rewards`` replaced (``env_rewards`` keeps the environment's, for logs)."""
+    out = dict(rollout)
+    out["env_rewards"] = rollout["rewards"]
+    out["rewards"] = reward.reshape(rollout["rewards"].shape).numpy().astype(np.float32)
+    return out
+
+
+def reward_per_task(rollout: dict[str, Any], num_tasks: int) -> np.ndarray:
+    """Mean relabelled reward per task of a rollout (for TensorBoard; NaN for absent tasks)."""
+    t = rollout["task_ids"].ravel()
+    s = np.bincount(t, weights=rollout["rewards"].ravel(), minlength=num_tasks)
+    n = np.bincount(t, minlength=num_tasks)
+    return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
 class Discriminator(nn.Module):
     """``logit(s, a, s', done, log pi)``: GAIL's d(s, a), or AIRL's f(s, a, s') - log pi(a|s)."""
 
@@ -235,17 +251,10 @@ class AdversarialReward:
         pol = self._policy_batch(rollout)
         logit = self.disc.logit(pol["obs"], pol["act"], pol["next_obs"], pol["done"], pol["logp"])
         reward = {"logit": logit, "positive": F.softplus(logit), "negative": -F.softplus(-logit)}[self.reward]
-        out = dict(rollout)
-        out["env_rewards"] = rollout["rewards"]
-        out["rewards"] = reward.reshape(rollout["rewards"].shape).numpy().astype(np.float32)
-        return out
+        return with_rewards(rollout, reward)
 
     def reward_per_task(self, rollout: dict[str, Any]) -> np.ndarray:
-        """Mean imitation reward per task of a relabelled rollout (for TensorBoard)."""
-        t = rollout["task_ids"].ravel()
-        s = np.bincount(t, weights=rollout["rewards"].ravel(), minlength=self.T)
-        n = np.bincount(t, minlength=self.T)
-        return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+        return reward_per_task(rollout, self.T)
 
     def state_dict(self) -> dict[str, Any]:
         return {"disc": self.disc.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),

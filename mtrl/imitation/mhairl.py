@@ -51,7 +51,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mtrl.errors import MtrlError
-from mtrl.imitation.adversarial import _mlp
+from mtrl.imitation.adversarial import _mlp, reward_per_task, with_rewards
 from mtrl.imitation.demos import Demos
 from mtrl.imitation.options import ContextPosterior, viterbi
 
@@ -266,16 +266,10 @@ class MHAIRLReward:
         for (c, rows), lp in zip(segs, lp_c):
             if done[rows[-1]]:
                 reward[rows[-1]] += self.alpha_mi * lp[c]
-        out = dict(rollout)
-        out["env_rewards"] = rollout["rewards"]
-        out["rewards"] = reward.reshape(rollout["rewards"].shape).numpy().astype(np.float32)
-        return out
+        return with_rewards(rollout, reward)
 
     def reward_per_task(self, rollout: dict[str, Any]) -> np.ndarray:
-        t = rollout["task_ids"].ravel()
-        s = np.bincount(t, weights=rollout["rewards"].ravel(), minlength=self.T)
-        n = np.bincount(t, minlength=self.T)
-        return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+        return reward_per_task(rollout, self.T)
 
     def state_dict(self) -> dict[str, Any]:
         return {"disc": self.disc.state_dict(), "opt": self.opt.state_dict(),
