@@ -69,7 +69,6 @@ def latest_intact(run_dir: Path) -> tuple[Path, dict[str, Any]]:
             return path, load(path)
         except MtrlError as exc:
             warnings.warn(f"skipping unreadable checkpoint {path.name} ({exc}); trying the one before", stacklevel=2)
-            print(f"warning: skipping unreadable checkpoint {path}", flush=True)
     raise MtrlError(f"no readable checkpoint in {Path(run_dir) / 'checkpoints'} ({len(ckpts)} found, all corrupt)")
 
 

@@ -37,21 +37,6 @@ from mtrl.runs import build_agent, default_run_dir, env_kwargs
 __all__ = ["Trainer", "build_agent", "env_kwargs", "train"]
 
 
-def learner_task_stats(out: dict[str, Any], num_tasks: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-task (loss, error magnitude) from a learner's update output, NaN where unknown.
-
-    MT-PPO: the PPO task loss and the mean |GAE|; MT-SAC: the critic loss and the RMS TD error
-    (the critic loss is 1/2 (Q1 - y)^2 + 1/2 (Q2 - y)^2 averaged, so sqrt(loss) is the RMS TD).
-    """
-    nan = np.full(num_tasks, np.nan)
-    if "ppo/abs_gae" in out:
-        return np.asarray(out.get("loss/task", nan), np.float64), np.asarray(out["ppo/abs_gae"], np.float64)
-    if "loss/critic" in out:
-        loss = np.asarray(out["loss/critic"], np.float64)
-        return loss, np.sqrt(np.maximum(loss, 0.0))
-    return nan, nan
-
-
 class Trainer:
     """Owns the pieces of one run; :meth:`run` trains until ``total_steps`` or Ctrl-C."""
 
@@ -127,8 +112,9 @@ class Trainer:
                 old.unlink(missing_ok=True)
         return path
 
-    def load(self, path: Path) -> None:
-        s = checkpoint.load(path)
+    def load(self, path: Path, state: dict[str, Any] | None = None) -> None:
+        """Restore from checkpoint ``path`` (``state``: its content when already read)."""
+        s = checkpoint.load(path) if state is None else state
         self.agent.load_state_dict(s["agent"])
         self.stats.load_state_dict(s["stats"])
         self.step = s["step"]
@@ -222,7 +208,7 @@ class Trainer:
         if self.curriculum is None:
             return {}
         T = len(self.task_names)
-        loss, score = learner_task_stats(out, T)
+        loss, score = self.agent.task_stats(out)
         stats = curriculum.TaskStats(step=self.step, iteration=self.iterations, success=self.stats.per_task(1),
                                      returns=self.stats.per_task(0), episodes=self.stats.total.copy(),
                                      env_steps=self.task_steps.copy(), new=new, loss=loss, score=score,
@@ -340,7 +326,7 @@ def train(cfg: DictConfig, resume: Path | None = None, address: str | None = Non
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(resume) if resume else Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    latest = checkpoint.latest_intact(run_dir)[0] if resume else None
+    latest = checkpoint.latest_intact(run_dir) if resume else None  # (path, state), read once
     if not resume:
         if checkpoint.list_checkpoints(run_dir / "checkpoints"):
             raise MtrlError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
@@ -350,6 +336,6 @@ def train(cfg: DictConfig, resume: Path | None = None, address: str | None = Non
     config_mod.save(cfg, run_dir / "config.yaml")
     trainer = Trainer(cfg, run_dir, address)
     if latest is not None:
-        trainer.load(latest)
+        trainer.load(*latest)
     trainer.run()
     return run_dir

@@ -162,6 +162,12 @@ class MTPPO:
         if "surgery" in state:  # absent in checkpoints written before gradient surgery existed
             self.surgery.load_state_dict(state["surgery"])
 
+    def task_stats(self, out: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-task (loss, error magnitude) of an :meth:`update` output for task schedulers:
+        the PPO task loss and the mean |GAE| (NaN where unknown)."""
+        nan = np.full(self.num_tasks, np.nan)
+        return (np.asarray(out.get("loss/task", nan), np.float64), np.asarray(out.get("ppo/abs_gae", nan), np.float64))
+
     def _normalise(self, adv: torch.Tensor, tids: torch.Tensor) -> torch.Tensor:
         if self.cfg.adv_norm == "none":
             return adv

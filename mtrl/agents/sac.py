@@ -151,6 +151,13 @@ class MTSAC:
             self.critic_surgery.load_state_dict(s["critic_surgery"])
             self.actor_surgery.load_state_dict(s["actor_surgery"])
 
+    def task_stats(self, out: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-task (loss, error magnitude) of an :meth:`update` output for task schedulers: the
+        critic loss and the RMS TD error (the loss is (Q1 - y)^2 / 2 + (Q2 - y)^2 / 2 averaged, so
+        its square root is the RMS TD error); NaN where unknown."""
+        loss = np.asarray(out.get("loss/critic", np.full(self.num_tasks, np.nan)), np.float64)
+        return loss, np.sqrt(np.maximum(loss, 0.0))
+
     def _skip(self, what: str) -> None:
         self.nan_skips += 1
         warnings.warn(f"non-finite MT-SAC {what} loss at update {self.updates}; update skipped", stacklevel=3)
