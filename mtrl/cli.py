@@ -38,8 +38,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         if presets:
             raise MtrlError("--resume takes the run's own config.yaml; give only key=value overrides")
         cfg = config.build_config([], overrides, base=config.load(run_dir / "config.yaml"))
-        train(cfg, resume=run_dir, address=args.address)
+        train(cfg, resume=run_dir, address=args.address, from_checkpoint=args.checkpoint)
         return
+    if args.checkpoint:
+        raise MtrlError("--checkpoint goes with --resume RUN_DIR")
     if len(presets) != 2:
         raise MtrlError(f"train needs ENV_PRESET AGENT_PRESET (e.g. envs/minigrid-mt5.yaml agents/mtppo.yaml), "
                         f"got {presets or 'none'}")
@@ -55,7 +57,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     if args.episodes <= 0:
         raise MtrlError(f"--episodes must be positive, got {args.episodes}")
     result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.tasks, args.seed,
-                          progress=sys.stderr.isatty(), deterministic=not args.stochastic)
+                          progress=sys.stderr.isatty(), deterministic=not args.stochastic, trusted=args.trust)
     print(format_table(result))
     out = Path(args.run_dir) / ("eval.json" if not args.stochastic else "eval_stochastic.json")
     tmp = out.with_suffix(".json.tmp")
@@ -70,7 +72,7 @@ def _cmd_record(args: argparse.Namespace) -> None:
     if args.episodes <= 0 or args.size < 16:
         raise MtrlError(f"--episodes must be positive and --size at least 16, got {args.episodes}, {args.size}")
     res = record(args.run_dir, args.tasks, args.episodes, args.checkpoint, args.camera, args.size,
-                 args.max_steps, args.fps)
+                 args.max_steps, args.fps, trusted=args.trust)
     for v in res["videos"]:
         print(f"{v['task']}: {v['path']} ({v['frames']} frames, success {v['success']})")
     print(f"grid: {res['grid']}" + (f" (rendered with MUJOCO_GL={res['backend']})" if res["backend"] else ""))
@@ -99,6 +101,12 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'compare.md'}, curves.png, per_task.png")
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from mtrl.sweep import sweep
+
+    sweep(args.recipe, args.out, args.address, dry_run=args.dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtrl", description="Multi-task RL on Meta-World and MiniGrid with Ray.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -110,10 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="env preset, agent preset, then key=value overrides (e.g. total_steps=1e5 runners=2)")
     s.add_argument("--address", default=None, help="Ray cluster to join ('auto' or host:port); default: local cluster")
     s.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    s.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="with --resume: continue from this checkpoint (default: the newest intact one)")
     s.set_defaults(func=_cmd_train)
     s = sub.add_parser("eval", help="evaluate a run's policy: per-task success with 95%% intervals")
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest)")
+    s.add_argument("--trust", action="store_true",
+                   help="also load a full-pickle checkpoint from an older mtrl (only for runs you made yourself)")
     s.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
     s.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     s.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed + 20000)")
@@ -125,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     s.add_argument("--episodes", type=int, default=1, help="episodes per task (default 1)")
     s.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest)")
+    s.add_argument("--trust", action="store_true",
+                   help="also load a full-pickle checkpoint from an older mtrl (only for runs you made yourself)")
     s.add_argument("--camera", default=None, help="Meta-World camera, e.g. corner, topview (default: free camera)")
     s.add_argument("--size", type=int, default=256, help="Meta-World frame side in pixels (default 256)")
     s.add_argument("--max-steps", type=int, default=500, help="cap on steps per episode")
@@ -142,10 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store successful episodes only (the printed expert success still counts every episode)")
     s.set_defaults(func=_cmd_demos)
     s = sub.add_parser("compare", help="aggregate runs by method over seeds (IQM, bootstrap CIs, plots)")
-    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or a sweep folder (all its trials)")
     s.add_argument("--out", default="compare", help="output folder (default: ./compare)")
     s.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     s.set_defaults(func=_cmd_compare)
+    s = sub.add_parser("sweep", help="run a recipe's grid (task sets x methods x seeds) as Ray Tune trials",
+                       description="mtrl sweep launch/RECIPE.yaml [--out DIR] [--address ADDR]; running it again "
+                                   "after the driver died restores the sweep and finishes it")
+    s.add_argument("recipe", metavar="RECIPE", help="a recipe YAML (see launch/)")
+    s.add_argument("--out", default=None, help="sweep folder (default: runs/sweeps/<recipe name>)")
+    s.add_argument("--address", default=None, help="Ray cluster to join ('auto' or host:port); default: local cluster")
+    s.add_argument("--dry-run", action="store_true", help="check the recipe and list its trials, run nothing")
+    s.set_defaults(func=_cmd_sweep)
     return p
 
 

@@ -100,11 +100,20 @@ def conflict_summary(run: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def expand(paths: list[Path]) -> list[Path]:
+    """Run folders as given; a sweep folder (``mtrl sweep``) stands for all its trials."""
+    runs: list[Path] = []
+    for path in paths:
+        trials = sorted(p for p in (path / "trials").glob("*") if (p / "config.yaml").is_file())
+        runs += trials if not (path / "config.yaml").is_file() and trials else [path]
+    return runs
+
+
 def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for run in run_dirs:
+    for run in expand(run_dirs):
         if not (run / "config.yaml").is_file():
-            raise MtrlError(f"{run} is not a run folder (no config.yaml)")
+            raise MtrlError(f"{run} is not a run folder (no config.yaml) nor a sweep folder (no trials/)")
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         scores, source = final_scores(run)
         groups[method_label(cfg)].append({"run": run, "seed": cfg.get("seed"), "scores": scores, "source": source})

@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtrl.agents import ALGORITHMS, PPOConfig, SACConfig
-from mtrl.errors import MtrlError, choices
+from mtrl.errors import MtrlError, choices, did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     runners: int = 0  # 0: in-process sampling; N: N Ray actors
     runner_cpus: float = 1.0
+    runner_max_restarts: int = 5  # dead Ray runners replaced within runner_restart_window s before the run stops
+    runner_restart_window: float = 600.0
     run_dir: str | None = None  # default: runs/<taskset>_<algo>_<seed>_<time>
     checkpoint_every: int = 100_000  # env steps between checkpoints (0: only at the end)
     keep_checkpoints: int = 3
@@ -92,7 +94,7 @@ def resolve_preset(name: str, kind: str) -> Path:
                 return cand
     avail = sorted({q.stem for base in (Path.cwd() / kind, REPO_ROOT / kind) if base.is_dir()
                     for q in base.glob("*.yaml")})
-    raise MtrlError(f"no {kind} preset {name!r}; valid presets: {choices(avail)} or a path to a YAML file")
+    raise MtrlError(f"no {kind} preset {name!r}; {did_you_mean(name, avail)}valid presets: {choices(avail)} or a path to a YAML file")
 
 
 def _valid_keys(node: Any, prefix: str = "") -> list[str]:
@@ -113,8 +115,8 @@ def _merge(base: DictConfig, data: dict[str, Any], source: str) -> DictConfig:
         key = getattr(exc, "full_key", None) or "?"
         msg = str(exc).splitlines()[0]
         if "not in" in msg or "Key '" in msg and "not" in msg:
-            raise MtrlError(f"unknown config key {key!r} in {source}; valid keys: "
-                            f"{', '.join(_valid_keys(base))}") from None
+            raise MtrlError(f"unknown config key {key!r} in {source}; {did_you_mean(key, _valid_keys(base))}"
+                            f"valid keys: {', '.join(_valid_keys(base))}") from None
         raise MtrlError(f"bad value for {key!r} in {source}: {msg}") from None
     except (TypeError, ValueError) as exc:  # not OmegaConf's own: e.g. a list where a mapping belongs
         raise MtrlError(f"bad value in {source}: {str(exc).splitlines()[0]}") from None
@@ -171,7 +173,7 @@ def validate(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "taskset"):
         raise MtrlError("no task set given: pass an env preset (e.g. envs/minigrid-mt5.yaml) or taskset=NAME")
     if cfg.algo not in ALGORITHMS:
-        raise MtrlError(f"unknown algo {cfg.algo!r}; valid algorithms: {choices(ALGORITHMS)}")
+        raise MtrlError(f"unknown algo {cfg.algo!r}; {did_you_mean(cfg.algo, ALGORITHMS)}valid algorithms: {choices(ALGORITHMS)}")
     positive = {"total_steps": cfg.total_steps, "envs_per_task": cfg.envs_per_task,
                 "runner_cpus": cfg.runner_cpus,
                 "keep_checkpoints": cfg.keep_checkpoints, "log_every": cfg.log_every,
@@ -180,7 +182,8 @@ def validate(cfg: DictConfig) -> None:
     for key, v in positive.items():
         if v is None or v <= 0:
             raise MtrlError(f"{key} must be a positive number, got {v}")
-    for key, v in {"runners": cfg.runners, "checkpoint_every": cfg.checkpoint_every, "threads": cfg.threads}.items():
+    for key, v in {"runners": cfg.runners, "checkpoint_every": cfg.checkpoint_every, "threads": cfg.threads,
+                   "runner_max_restarts": cfg.runner_max_restarts}.items():
         if v < 0:
             raise MtrlError(f"{key} must be >= 0, got {v}")
     if cfg.max_episode_steps is not None and cfg.max_episode_steps <= 0:
@@ -193,7 +196,7 @@ def validate(cfg: DictConfig) -> None:
                        ("ppo.adv_norm", cfg.ppo.adv_norm, ("batch", "task", "none")),
                        ("split", cfg.split, ("train", "test"))]:
         if v not in ok:
-            raise MtrlError(f"unknown {key} {v!r}; valid choices: {choices(ok)}")
+            raise MtrlError(f"unknown {key} {v!r}; {did_you_mean(v, ok)}valid choices: {choices(ok)}")
     from mtrl import surgery
 
     surgery.get(cfg.surgery, **dict(cfg.surgery_args))  # unknown name / bad parameters -> MtrlError

@@ -69,16 +69,17 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def mean_interval(x: np.ndarray, z: float = 1.96) -> tuple[float, float]:
-    """Normal-approximation 95% interval of a mean."""
+def mean_interval(x: np.ndarray, z: float = 1.96) -> tuple[float | None, float | None]:
+    """Normal-approximation 95% interval of a mean; ``(None, None)`` (JSON null, printed as
+    "(1 episode)") from fewer than two values, where no interval exists."""
     if len(x) < 2:
-        return (float("nan"), float("nan"))
+        return (None, None)
     se = float(np.std(x, ddof=1) / np.sqrt(len(x)))
     return (float(np.mean(x) - z * se), float(np.mean(x) + z * se))
 
 
 def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, seed: int | None = None,
-                 progress: bool = True, deterministic: bool = True) -> dict[str, Any]:
+                 progress: bool = True, deterministic: bool = True, trusted: bool = False) -> dict[str, Any]:
     """Evaluate a run's checkpoint: ``episodes`` deterministic episodes per task on fresh goals.
 
     Returns the ``eval.json`` content: per task success rate and mean return with 95%
@@ -86,10 +87,10 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
     with held-out tasks (ML10/ML45), for the test tasks too.
     """
     from mtrl.envs import make
-    from mtrl.errors import MtrlError, choices
+    from mtrl.errors import MtrlError, choices, did_you_mean
     from mtrl.runs import env_kwargs, load_run
 
-    run = load_run(run_dir, checkpoint_path)
+    run = load_run(run_dir, checkpoint_path, trusted)
     cfg, agent, probe, path = run.cfg, run.agent, run.probe, run.checkpoint
     seed = cfg.seed + 20_000 if seed is None else seed
     splits = [("train", probe.task_names)]
@@ -99,7 +100,7 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
         every = [n for _, names in splits for n in names]
         bad = [t for t in tasks if t not in every]
         if bad:
-            raise MtrlError(f"task {bad[0]!r} is not in the run's task set; valid tasks: {choices(every)}")
+            raise MtrlError(f"task {bad[0]!r} is not in the run's task set; {did_you_mean(bad[0], every)}valid tasks: {choices(every)}")
     result: dict[str, Any] = {"run_dir": str(run.run_dir), "checkpoint": str(path), "step": run.step,
                               "episodes_per_task": episodes, "seed": seed, "deterministic": deterministic,
                               "success_definition": "success at any step of the episode (Meta-World convention)",
@@ -139,8 +140,9 @@ def format_table(result: dict[str, Any]) -> str:
     for name, v in result["tasks"].items():
         lo, hi = v["success_ci95"]
         rlo, rhi = v["return_ci95"]
+        rci = f"[{rlo:9.2f}, {rhi:9.2f}]" if rlo is not None else f"{'(1 episode)':>21s}"
         lines.append(f"{name:32s} {v['split']:5s} {v['success']:8.2f} [{lo:5.2f}, {hi:5.2f}] "
-                     f"{v['return']:10.2f} [{rlo:9.2f}, {rhi:9.2f}]")
+                     f"{v['return']:10.2f} {rci}")
     for key in ("mean_success_train", "mean_success_test"):
         if key in result:
             lines.append(f"{key.replace('_', ' ')}: {result[key]:.3f}")

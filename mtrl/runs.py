@@ -68,8 +68,11 @@ class LoadedRun:
     probe: Any  # the task set's vector env (built lazily: spaces and names only)
 
 
-def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> LoadedRun:
-    """Load ``run_dir``'s config and its newest (or the given) checkpoint into an agent."""
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, trusted: bool = False) -> LoadedRun:
+    """Load ``run_dir``'s config and its newest (or the given) checkpoint into an agent.
+
+    The checkpoint is read weights-only (nothing in it can run code); ``trusted=True`` also
+    accepts a full-pickle checkpoint written before mtrl's safe format."""
     from mtrl.envs import make
 
     run_dir = Path(run_dir)
@@ -78,9 +81,9 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Loade
         path = Path(checkpoint)
         if not path.is_file():
             raise MtrlError(f"checkpoint {path} does not exist; see {run_dir / 'checkpoints'}")
-        state = ckpt_mod.load(path)
+        state = ckpt_mod.load(path, trusted)
     else:
-        path, state = ckpt_mod.latest_intact(run_dir)
+        path, state = ckpt_mod.latest_intact(run_dir, trusted)
     probe = make(**env_kwargs(cfg))
     agent = build_agent(cfg, probe)
     agent.load_state_dict(state["agent"])

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,7 @@ class Trainer:
         self.task_weights: np.ndarray | None = None  # what the runners sample tasks from (None: fixed slots)
         self.reward_model: RewardModel | None = None
         self.reward_log: dict[str, Any] = {}  # what the reward model reported this iteration
+        self.report: Callable[[dict[str, Any]], None] | None = None  # progress to a sweep (Tune)
         if cfg.demos:
             from mtrl import imitation
 
@@ -80,7 +83,7 @@ class Trainer:
               f"obs {probe.obs_dim}, actions {probe.single_action_space}, {cfg.algo}, "
               f"{'in-process sampling' if cfg.runners == 0 else f'{cfg.runners} Ray runners'}", flush=True)
         self.pool = RunnerPool(env_kwargs(cfg), self.total_slots, self.agent.policy_spec, cfg.runners, cfg.seed,
-                               cfg.runner_cpus, address)
+                               cfg.runner_cpus, address, cfg.runner_max_restarts, cfg.runner_restart_window)
         self.eval_env = None
         self.save_env = cfg.save_env_state
         if self.save_env is None:
@@ -95,17 +98,17 @@ class Trainer:
                 "curriculum": None if self.curriculum is None else self.curriculum.state_dict(),
                 "curriculum_name": self.cfg.curriculum,
                 "curriculum_args": OmegaConf.to_container(self.cfg.curriculum_args),
-                "task_weights": self.task_weights,
+                "task_weights": self.task_weights, "runner_restarts": self.pool.restarts,
                 "reward_model": None if self.reward_model is None else self.reward_model.state_dict(),
-                "config": OmegaConf.to_container(self.cfg),
-                "runners": self.pool.get_state() if self.save_env else None}
+                "config": OmegaConf.to_container(self.cfg)}
 
     def save(self) -> Path:
         ckpt_dir = self.run_dir / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         if self.replay is not None and self.cfg.sac.save_buffer:  # buffer first: a .pt implies its buffer
             self.replay.save(ckpt_dir / f"replay_{self.step:012d}.npz")
-        path = checkpoint.save(self.state(), ckpt_dir, self.step, self.cfg.keep_checkpoints)
+        path = checkpoint.save(self.state(), ckpt_dir, self.step, self.cfg.keep_checkpoints,
+                               env_state=self.pool.get_state() if self.save_env else None)
         kept = {p.name.removeprefix("step_").removesuffix(".pt") for p in checkpoint.list_checkpoints(ckpt_dir)}
         for old in ckpt_dir.glob("replay_*.npz"):
             if old.name.removeprefix("replay_").removesuffix(".npz") not in kept:
@@ -114,7 +117,7 @@ class Trainer:
 
     def load(self, path: Path, state: dict[str, Any] | None = None) -> None:
         """Restore from checkpoint ``path`` (``state``: its content when already read)."""
-        s = checkpoint.load(path) if state is None else state
+        s = checkpoint.load(path, trusted=True) if state is None else state
         self.agent.load_state_dict(s["agent"])
         self.stats.load_state_dict(s["stats"])
         self.step = s["step"]
@@ -132,11 +135,13 @@ class Trainer:
             self.curriculum.load_state_dict(s["curriculum"])
         if self.reward_model is not None and s.get("reward_model") is not None:
             self.reward_model.load_state_dict(s["reward_model"])
-        if s.get("runners") is not None:
-            self.pool.set_state(s["runners"])
+        env_state = s["runners"] if s.get("runners") is not None else checkpoint.load_env(path)
+        if env_state is not None:  # the first form: checkpoints written before the env-state file
+            self.pool.set_state(env_state)
         else:
             print("note: the checkpoint holds no env state; episodes in progress restart", flush=True)
         self.task_weights = s.get("task_weights")
+        self.pool.restarts = int(s.get("runner_restarts", 0))
         if self.task_weights is not None:  # env state may be absent (Meta-World): send them again
             self.pool.set_task_weights(self.task_weights)
         if self.replay is not None:
@@ -157,7 +162,8 @@ class Trainer:
         out = {**self.agent.update(rollout, progress=self.step / self.cfg.total_steps), **self.reward_log}
         out["_task_steps"] = np.bincount(rollout["task_ids"].ravel(), minlength=len(self.task_names))
         return n * self.total_slots, {**out, "_episodes": rollout["episodes"]}, {
-            "perf/sample_s": t1 - t0, "perf/update_s": time.time() - t1}
+            "perf/sample_s": t1 - t0, "perf/update_s": time.time() - t1,
+            "perf/runner_restarts": self.pool.restarts}
 
     def off_policy_iteration(self) -> tuple[int, dict[str, Any], dict[str, float]]:
         sac = self.cfg.sac
@@ -186,7 +192,8 @@ class Trainer:
         t3 = time.time()
         out["_task_steps"] = np.bincount(data["task_ids"], minlength=len(self.task_names))
         return sac.collect_steps * self.total_slots, {**out, "_episodes": data["episodes"]}, {
-            "perf/update_s": t2 - t1, "perf/sample_wait_s": (t1 - t0) + (t3 - t2), "replay/size": len(self.replay),
+            "perf/update_s": t2 - t1, "perf/sample_wait_s": (t1 - t0) + (t3 - t2),
+            "perf/runner_restarts": self.pool.restarts, "replay/size": len(self.replay),
             "sac/updates": self.agent.updates}
 
     # ------------------------------------------------------------------ seams
@@ -268,9 +275,11 @@ class Trainer:
             print(f"\n{name}: writing a checkpoint after this update (Ctrl-C again to abort)", flush=True)
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
-        old_handler = signal.signal(signal.SIGINT, on_signal)
-        # SLURM, Kubernetes and spot pre-emption send SIGTERM: the same clean stop as Ctrl-C
-        old_term = signal.signal(signal.SIGTERM, on_signal)
+        # SLURM, Kubernetes and spot pre-emption send SIGTERM: the same clean stop as Ctrl-C. Only the
+        # main thread may set handlers (a Tune trial runs in a worker thread, and Tune stops it itself).
+        handle = threading.current_thread() is threading.main_thread()
+        old_handler = signal.signal(signal.SIGINT, on_signal) if handle else None
+        old_term = signal.signal(signal.SIGTERM, on_signal) if handle else None
         iteration = self.on_policy_iteration if self.agent.on_policy else self.off_policy_iteration
         last_ckpt = self.step
         n_iter = 0
@@ -297,6 +306,9 @@ class Trainer:
                                                "success/window": self.stats.per_task(1),
                                                "episodes/total": self.stats.total})
                     logger.progress(self.step, self.stats, force=self.step >= cfg.total_steps)
+                    if self.report is not None:
+                        self.report({"step": self.step, "success": float(self.stats.mean_success()),
+                                     "steps_per_s": added / (time.time() - t0)})
                 self.maybe_evaluate(logger, prev)
                 self.maybe_video(logger, prev)
                 if cfg.checkpoint_every and self.step // cfg.checkpoint_every > last_ckpt // cfg.checkpoint_every:
@@ -313,20 +325,31 @@ class Trainer:
             if interrupted:
                 print(f"continue with: mtrl train --resume {self.run_dir}", flush=True)
         finally:
-            signal.signal(signal.SIGINT, old_handler)
-            signal.signal(signal.SIGTERM, old_term)
+            if handle:
+                signal.signal(signal.SIGINT, old_handler)
+                signal.signal(signal.SIGTERM, old_term)
             logger.close()
             self.pool.close()
             if self.eval_env is not None:
                 self.eval_env.close()
 
 
-def train(cfg: DictConfig, resume: Path | None = None, address: str | None = None) -> Path:
-    """Train per ``cfg`` (or continue the run in ``resume``); returns the run folder."""
+def train(cfg: DictConfig, resume: Path | None = None, address: str | None = None,
+          from_checkpoint: Path | None = None, report: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Train per ``cfg`` (or continue the run in ``resume``, from its newest intact checkpoint or
+    from ``from_checkpoint``); returns the run folder. ``report`` (e.g. a Tune trial's) gets
+    ``{step, success, steps_per_s}`` at every progress line."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(resume) if resume else Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    latest = checkpoint.latest_intact(run_dir) if resume else None  # (path, state), read once
+    if from_checkpoint is not None and not resume:
+        raise MtrlError("--checkpoint goes with --resume RUN_DIR")
+    if from_checkpoint is not None:
+        if not Path(from_checkpoint).is_file():
+            raise MtrlError(f"checkpoint {from_checkpoint} does not exist; see {run_dir / 'checkpoints'}")
+        latest = (Path(from_checkpoint), checkpoint.load(Path(from_checkpoint), trusted=True))
+    else:  # (path, state), read once; one's own run, so a pre-manifest checkpoint is accepted
+        latest = checkpoint.latest_intact(run_dir, trusted=True) if resume else None
     if not resume:
         if checkpoint.list_checkpoints(run_dir / "checkpoints"):
             raise MtrlError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
@@ -335,6 +358,7 @@ def train(cfg: DictConfig, resume: Path | None = None, address: str | None = Non
     cfg.run_dir = str(run_dir)
     config_mod.save(cfg, run_dir / "config.yaml")
     trainer = Trainer(cfg, run_dir, address)
+    trainer.report = report
     if latest is not None:
         trainer.load(*latest)
     trainer.run()

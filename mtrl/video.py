@@ -72,7 +72,7 @@ def _record_task(job: dict[str, Any]) -> dict[str, Any]:
     from mtrl.runs import env_kwargs, load_run
 
     torch.set_num_threads(1)
-    run = load_run(job["run_dir"], job["checkpoint"])
+    run = load_run(job["run_dir"], job["checkpoint"], job["trusted"])
     cfg, agent = run.cfg, run.agent
     kw = {**env_kwargs(cfg), "envs_per_task": 1, "seed": job["seed"], "split": job["split"]}
     env = make(**kw, slots=[job["task_index"]], render_mode="rgb_array",
@@ -126,18 +126,18 @@ def grid(videos: list[list[np.ndarray]], cols: int) -> list[np.ndarray]:
 
 def record(run_dir: str | Path, tasks: list[str] | None = None, episodes: int = 1, checkpoint: str | None = None,
            camera: str | None = None, size: int = 256, max_steps: int = 500, fps: int = 30,
-           seed: int | None = None) -> dict[str, Any]:
+           seed: int | None = None, trusted: bool = False) -> dict[str, Any]:
     """Record ``episodes`` deterministic episodes per task into ``RUN_DIR/videos``."""
     import imageio
 
     from mtrl import checkpoint as ckpt_mod
     from mtrl.envs import make
-    from mtrl.errors import choices
+    from mtrl.errors import choices, did_you_mean
     from mtrl.runs import env_kwargs, load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    ckpt = Path(checkpoint) if checkpoint else ckpt_mod.latest_intact(run_dir)[0]
+    ckpt = Path(checkpoint) if checkpoint else ckpt_mod.latest_intact(run_dir, trusted)[0]
     # Choose the GL backend before anything imports metaworld (and with it MuJoCo).
     needs_gl = cfg.taskset.startswith("metaworld/") or any(str(t).endswith(("-v2", "-v3")) for t in cfg.tasks)
     backend = gl_backend() if needs_gl else None
@@ -149,12 +149,12 @@ def record(run_dir: str | Path, tasks: list[str] | None = None, episodes: int = 
     if tasks:
         bad = [t for t in tasks if t not in names]
         if bad:
-            raise MtrlError(f"task {bad[0]!r} is not in the run's task set; valid tasks: {choices(names)}")
+            raise MtrlError(f"task {bad[0]!r} is not in the run's task set; {did_you_mean(bad[0], names)}valid tasks: {choices(names)}")
     chosen = [i for i, n in enumerate(names) if not tasks or n in tasks]
     out_dir = run_dir / "videos"
     out_dir.mkdir(exist_ok=True)
     jobs = [dict(run_dir=str(run_dir), checkpoint=str(ckpt), task_index=i, split=cfg.split, episodes=episodes,
-                 size=size, camera=camera, max_steps=max_steps, fps=fps, out_dir=str(out_dir), backend=backend,
+                 size=size, camera=camera, max_steps=max_steps, fps=fps, out_dir=str(out_dir), backend=backend, trusted=trusted,
                  seed=cfg.seed + 30_000 if seed is None else seed) for i in chosen]
     from tqdm import tqdm
 

@@ -70,15 +70,18 @@ def test_train_with_two_ray_runners(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["taskset=metaworld/MT11"], "unknown task set 'metaworld/MT11'; valid task sets:"),
-    (["taskset=custom", "tasks=[reech-v3]"], "unknown Meta-World task 'reech-v3'; valid tasks:"),
+    (["taskset=metaworld/MT11"], "unknown task set 'metaworld/MT11'; did you mean 'metaworld/MT10'? valid task sets:"),
+    (["taskset=custom", "tasks=[reech-v3]"], "unknown Meta-World task 'reech-v3'; did you mean 'reach-v3'? valid"),
+    (["taskset=custom", "tasks=[reach-v2]"], "unknown Meta-World task 'reach-v2'; did you mean 'reach-v3'? valid"),
+    (["taskset=custom", "tasks=[]"], "the task list of task set 'custom' is empty"),
     (["bogus_key=3"], "unknown config key 'bogus_key'"),
+    (["total_step=3"], "unknown config key 'total_step' in command-line overrides; did you mean 'total_steps'?"),
     (["ppo.bogus=3"], "unknown config key 'ppo.bogus'"),
     (["total_steps=-5"], "total_steps must be a positive number, got -5"),
     (["ppo.lr=abc"], "bad value for 'ppo.lr'"),
-    (["algo=mtppx"], "unknown algo 'mtppx'; valid algorithms: 'mtppo'"),
+    (["algo=mtppx"], "unknown algo 'mtppx'; did you mean 'mtppo'? valid algorithms: 'mtppo'"),
     (["ppo.heads=many"], "unknown ppo.heads 'many'; valid choices: 'single', 'multi', 'ensemble'"),
-    (["surgery=pcgard"], "unknown surgery method 'pcgard'; valid methods: 'mean'"),
+    (["surgery=pcgard"], "unknown surgery method 'pcgard'; did you mean 'pcgrad'? valid methods: 'mean'"),
     (["curriculum=lp"], "unknown curriculum 'lp'; valid curricula: 'uniform', 'success', 'learning-progress'"),
     (["curriculum=mastering-rate"], "needs a task graph: add `task_graph:"),
     (["curriculum=mastering-rate", "task_graph={Empty-5x5: [Nope]}"], "task_graph names task 'Nope'"),

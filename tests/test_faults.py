@@ -61,3 +61,141 @@ def test_unreachable_cluster_fails_fast_with_one_line():
     assert time.time() - t0 < 30
     with pytest.raises(MtrlError, match="must be 'auto' or host:port"):
         init_ray("nonsense")
+
+
+def _tiny_run(tmp_path, name="r", steps=384):
+    args = ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "checkpoint_every=192", "log_every=100"]
+    return train(build_config([], [*args, f"total_steps={steps}", f"run_dir={tmp_path / name}"]))
+
+
+def test_checkpoint_is_weights_only_with_manifest_and_separate_env_state(tmp_path):
+    run = _tiny_run(tmp_path)
+    path = checkpoint.latest(run)
+    import json
+
+    import torch
+
+    torch.load(path, weights_only=True)  # no pickled objects in the model file
+    manifest = json.loads(checkpoint.manifest_path(path).read_text())
+    assert set(manifest["files"]) == {path.name, checkpoint.env_path(path).name}
+    assert manifest["files"][path.name]["size"] == path.stat().st_size
+    state = checkpoint.load(path)
+    assert "runners" not in state and isinstance(state["task_steps"], __import__("numpy").ndarray)
+    assert len(checkpoint.load_env(path)) == 1  # one in-process runner's env state
+    from mtrl.evaluate import evaluate_run, format_table
+
+    table = format_table(evaluate_run(run, episodes=1, progress=False))
+    assert "nan" not in table and "(1 episode)" in table
+    # a flipped byte (same size) is caught by the hash and the previous checkpoint is used
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="does not match its manifest"):
+        assert checkpoint.latest_intact(run)[1]["step"] == 192
+
+
+def test_eval_refuses_a_checkpoint_whose_pickle_would_run_code(tmp_path):
+    import torch
+
+    run = _tiny_run(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    state = checkpoint.load(checkpoint.latest(run))
+    state["step"] = 10_000
+    torch.save({**state, "payload": Evil()}, run / "checkpoints" / f"step_{10_000:012d}.pt")
+    out = subprocess.run([sys.executable, "-m", "mtrl.cli", "eval", str(run), "--episodes", "1"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "refusing to load" in out.stderr and "Traceback" not in out.stderr
+    assert not marker.exists()
+
+
+def test_resume_from_an_explicit_checkpoint(tmp_path):
+    run = _tiny_run(tmp_path, steps=576)
+    first = checkpoint.list_checkpoints(run / "checkpoints")[0]
+    assert checkpoint.load(first)["step"] == 192
+    args = ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "checkpoint_every=192", "log_every=100"]
+    full = _tiny_run(tmp_path, "full", steps=768)
+    train(build_config([], ["total_steps=768"], base=build_config([], [*args, f"run_dir={run}"])), resume=run,
+          from_checkpoint=first)
+    a, b = (checkpoint.load(checkpoint.latest(r)) for r in (run, full))
+    assert a["step"] == b["step"] == 768
+    for k, v in a["agent"]["net"].items():
+        assert (v == b["agent"]["net"][k]).all(), k
+
+
+def test_safe_state_round_trip_keeps_types():
+    from collections import OrderedDict, deque
+
+    import numpy as np
+    import torch
+
+    state = {"a": np.arange(5, dtype=np.int64), "b": np.float32(2.5), "c": deque([np.ones(2), 3], maxlen=4),
+             "d": (1, "x", None), "e": OrderedDict(w=torch.ones(2)), "rng": checkpoint.rng_state(),
+             "u": np.random.get_state()[1]}
+    import io
+
+    buf = io.BytesIO()
+    torch.save(checkpoint.to_safe(state), buf)
+    back = checkpoint.from_safe(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    assert back["a"].dtype == np.int64 and (back["a"] == state["a"]).all() and back["b"] == 2.5
+    assert isinstance(back["c"], deque) and back["c"].maxlen == 4 and back["c"][1] == 3
+    assert back["u"].dtype == np.uint32 and (back["u"] == state["u"]).all() and back["d"] == (1, "x", None)
+    checkpoint.set_rng_state(back["rng"])
+    with pytest.raises(TypeError, match="checkpoint field state/bad holds a set"):
+        checkpoint.to_safe({"bad": {1, 2}})
+
+
+def test_sweep_of_two_trials_and_a_killed_driver_restores_and_finishes(tmp_path):
+    import json
+    import os
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("name: tiny\nenvs: [envs/minigrid-mt3.yaml]\nagents: [agents/mtppo.yaml]\nseeds: [0, 1]\n"
+                      "overrides: {total_steps: 12288, envs_per_task: 2, ppo.num_steps: 64, checkpoint_every: 1536}\n"
+                      "final_eval_episodes: 1\nmax_concurrent: 1\n")
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "mtrl.cli", "sweep", str(recipe), "--out", str(out)]
+    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    first = out / "trials" / "minigrid-mt3_mtppo_s0" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not checkpoint.list_checkpoints(first):
+        time.sleep(0.5)
+    assert checkpoint.list_checkpoints(first), "the first trial never wrote a checkpoint"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything it started
+    driver.wait()
+    assert not (out / "results.md").exists()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "restoring the sweep" in r.stdout
+    rows = json.loads((out / "results.json").read_text())
+    assert [row["step"] for row in rows] == [12288, 12288] and all(row["success"] is not None for row in rows)
+    log = (out / "trials" / "minigrid-mt3_mtppo_s0" / "train.log").read_text()
+    assert "resumed from step_" in log  # the interrupted trial continued from its own checkpoint
+    from mtrl.compare import expand
+
+    assert len(expand([out])) == 2  # `mtrl compare SWEEP` sees both trials
+
+
+def test_bad_recipe_fails_before_any_trial(tmp_path):
+    from mtrl.sweep import load_recipe, trials
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("envs: [envs/minigrid-mt3.yaml]\nagents: [agents/mtppo.yaml]\nseeds: [0]\nseed: [1]\n")
+    with pytest.raises(MtrlError, match="unknown recipe key 'seed' in .*; did you mean 'seeds'"):
+        load_recipe(recipe)
+    recipe.write_text("envs: [envs/minigrid-mt3.yaml]\nagents: [agents/mtppo.yaml]\nseeds: [0]\n"
+                      "overrides: {surgery: pcgard}\n")
+    with pytest.raises(MtrlError, match="unknown surgery method 'pcgard'"):
+        trials(load_recipe(recipe))
+    recipe.write_text("envs: [envs/minigrid-mt3.yaml]\nagents: [agents/mtppo.yaml]\nseeds: [0]\n"
+                      "overrides: {taskset: minigrid/MT4}\n")
+    with pytest.raises(MtrlError, match="unknown task set 'minigrid/MT4'"):
+        trials(load_recipe(recipe))
+    recipe.write_text("envs: [envs/minigrid-mt3.yaml]\nagents: [agents/mtppx.yaml]\nseeds: [0]\n")
+    with pytest.raises(MtrlError, match="no agents preset"):
+        trials(load_recipe(recipe))

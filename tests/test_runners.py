@@ -64,12 +64,41 @@ def test_state_roundtrip_continues_identically(ray_cluster):
     _assert_same(nxt, r2.sample(25, w))
 
 
-def test_dead_sampler_gives_clear_error(ray_cluster):
+def test_dead_sampler_is_replaced_and_too_many_deaths_stop_the_run(ray_cluster):
     agent, probe = _agent()
-    pool = RunnerPool(ENV, probe.total_slots, agent.policy_spec, runners=1, seed=0)
+    pool = RunnerPool(ENV, probe.total_slots, agent.policy_spec, runners=2, seed=0, max_restarts=2)
+    pool.set_task_weights(np.array([0.0, 0.0, 1.0]))
     ray_cluster.kill(pool.runners[0])
-    with pytest.raises(MtrlError, match="sampler actor died.*--resume"):
+    batch = pool.sample(5, agent.policy_state())
+    assert batch["obs"].shape[:2] == (5, probe.total_slots) and pool.restarts == 1
+    weights = ray_cluster.get(pool.runners[0].__ray_call__.remote(lambda runner: runner.env._weights))
+    np.testing.assert_array_equal(weights, [0.0, 0.0, 1.0])  # the replacement got the task weights
+    ray_cluster.kill(pool.runners[1])
+    handle = pool.collect_async(4, None)  # no weights in the call: the replacement gets the newest ones
+    assert len(pool.wait(handle)["task_ids"]) == 4 * probe.total_slots and pool.restarts == 2
+    ray_cluster.kill(pool.runners[0])
+    with pytest.raises(MtrlError, match="3 sampler actors died within 600 s.*--resume"):
         pool.sample(5, agent.policy_state())
+    pool.close()
+
+
+def test_training_run_survives_a_killed_runner(ray_cluster, tmp_path, monkeypatch):
+    from mtrl import checkpoint
+    from mtrl.config import build_config
+    from mtrl.train import Trainer, train
+
+    plain = Trainer.on_policy_iteration
+
+    def kill_at_third(self):
+        if self.iterations == 2:
+            ray_cluster.kill(self.pool.runners[1])
+        return plain(self)
+
+    monkeypatch.setattr(Trainer, "on_policy_iteration", kill_at_third)
+    run = train(build_config([], ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "runners=2",
+                                  "total_steps=960", "log_every=1", f"run_dir={tmp_path / 'r'}"]))
+    state = checkpoint.load(checkpoint.latest(run))
+    assert state["step"] == 960 and state["task_steps"].sum() == 960 and state["runner_restarts"] == 1
 
 
 def test_too_many_runners_is_a_clear_error(ray_cluster):

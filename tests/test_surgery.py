@@ -204,7 +204,7 @@ def test_every_method_survives_zero_and_nan_rows(name):
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(MtrlError, match="unknown surgery method 'pcgard'; valid methods: 'mean', 'sum', 'pcgrad'"):
+    with pytest.raises(MtrlError, match="unknown surgery method 'pcgard'; did you mean 'pcgrad'. valid methods: 'mean', 'sum', 'pcgrad'"):
         S.get("pcgard")
     with pytest.raises(MtrlError, match="bad parameters for surgery 'cagrad'"):
         S.get("cagrad", cc=1)

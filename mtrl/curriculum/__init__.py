@@ -19,7 +19,7 @@ from mtrl.curriculum.mastering_rate import MasteringRate
 from mtrl.curriculum.plr import PLR
 from mtrl.curriculum.success import SuccessScheduler
 from mtrl.curriculum.uniform import Uniform
-from mtrl.errors import MtrlError, choices
+from mtrl.errors import MtrlError, choices, did_you_mean
 
 SCHEDULERS: dict[str, type[Scheduler]] = {
     cls.name: cls for cls in (Uniform, SuccessScheduler, LearningProgress, MasteringRate, PLR, CAMRL)
@@ -36,13 +36,13 @@ def get(name: str, task_names: Sequence[str], task_graph: Mapping[str, Sequence[
     A scheduler that draws random numbers gets ``default_seed`` (the run's seed) unless
     ``kwargs`` name a ``seed``."""
     if name not in SCHEDULERS:
-        raise MtrlError(f"unknown curriculum {name!r}; valid curricula: {choices(SCHEDULERS)}")
+        raise MtrlError(f"unknown curriculum {name!r}; {did_you_mean(name, SCHEDULERS)}valid curricula: {choices(SCHEDULERS)}")
     cls = SCHEDULERS[name]
     params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "task_names")]
     bad = [k for k in kwargs if k not in params or k == "task_graph"]
     if bad:
         valid = [p for p in params if p != "task_graph"]
-        raise MtrlError(f"curriculum {name!r} has no argument {bad[0]!r}; valid arguments: {choices(valid) or 'none'}")
+        raise MtrlError(f"curriculum {name!r} has no argument {bad[0]!r}; {did_you_mean(bad[0], valid)}valid arguments: {choices(valid) or 'none'}")
     if "task_graph" in params:
         kwargs["task_graph"] = task_graph
     if "seed" in params and "seed" not in kwargs and default_seed is not None:

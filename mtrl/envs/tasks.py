@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mtrl.errors import MtrlError, choices
+from mtrl.errors import MtrlError, choices, did_you_mean
 
 #: MiniGrid cell encoding: one-hot object type (11), colour (6) and state (3), as in minigrid's
 #: ``OneHotPartialObsWrapper``.
@@ -210,7 +210,7 @@ def spec_from_name(name: str) -> TaskSpec:
     if name in gym.registry:
         return TaskSpec(name=name, kind="gym", env_id=name)
     if name.endswith("-v3") or name.endswith("-v2"):
-        raise MtrlError(f"unknown Meta-World task {name!r}; valid tasks: {choices(mw)}")
+        raise MtrlError(f"unknown Meta-World task {name!r}; {did_you_mean(name, mw)}valid tasks: {choices(mw)}")
     raise MtrlError(
         f"unknown task {name!r}: not a Meta-World v3 task name (e.g. 'reach-v3') "
         "nor a registered gymnasium id (e.g. 'MiniGrid-Empty-5x5-v0', 'CartPole-v1')"

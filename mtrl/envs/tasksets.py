@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from mtrl.envs.tasks import TaskSpec, metaworld_task_names, spec_from_name
-from mtrl.errors import MtrlError, choices
+from mtrl.errors import MtrlError, choices, did_you_mean
 
 
 @dataclass
@@ -121,12 +121,15 @@ def custom(tasks: Sequence[str], name: str = "custom") -> TaskSet:
 
 def get(name: str, tasks: Sequence[str] | None = None) -> TaskSet:
     """Look up a task set by registry name, ``metaworld/MT1:<task>``, or a YAML file with ``tasks:``."""
+    if not tasks and name in ("custom", "", None):
+        raise MtrlError(f"the task list of task set {name or 'custom'!r} is empty (`tasks: []`); name at least one "
+                        "Meta-World task or gymnasium id, or drop `tasks` to use a registered set")
     if tasks:
         return custom(tasks, name or "custom")
     if name.startswith("metaworld/MT1:"):
         task = name.split(":", 1)[1]
         if task not in metaworld_task_names():
-            raise MtrlError(f"unknown Meta-World task {task!r}; valid tasks: {choices(metaworld_task_names())}")
+            raise MtrlError(f"unknown Meta-World task {task!r}; {did_you_mean(task, metaworld_task_names())}valid tasks: {choices(metaworld_task_names())}")
         return TaskSet(name, f"Meta-World MT1 {task}", _mw([task]))
     if name in _REGISTRY:
         return _REGISTRY[name]()
@@ -138,5 +141,5 @@ def get(name: str, tasks: Sequence[str] | None = None) -> TaskSet:
         if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
             raise MtrlError(f"{name} must hold a 'tasks:' list of Meta-World names or gymnasium ids")
         return custom(data["tasks"], name)
-    raise MtrlError(f"unknown task set {name!r}; valid task sets: {choices(names())} "
+    raise MtrlError(f"unknown task set {name!r}; {did_you_mean(name, names())}valid task sets: {choices(names())} "
                     "or a YAML file with a 'tasks:' list")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mtrl.errors import MtrlError, choices
+from mtrl.errors import MtrlError, choices, did_you_mean
 
 METHODS = ("gail", "airl", "mhairl")
 HOW_TO = "make them with `mtrl demos TASKSET --episodes N` and pass demos=PATH (the folder it printed)"
@@ -38,7 +38,7 @@ def validate(cfg: Any, task_names: list[str]) -> None:
         raise MtrlError("demos= is set but no imitation method is; use an imitation preset (agents/gail.yaml, "
                         "agents/airl.yaml, agents/mhairl.yaml, agents/bc.yaml) or imitation=gail|airl|mhairl")
     if cfg.imitation not in METHODS:
-        raise MtrlError(f"unknown imitation {cfg.imitation!r}; valid methods: {choices(METHODS)}")
+        raise MtrlError(f"unknown imitation {cfg.imitation!r}; {did_you_mean(cfg.imitation, METHODS)}valid methods: {choices(METHODS)}")
     if cfg.algo != "mtppo":
         raise MtrlError(f"imitation {cfg.imitation!r} trains MT-PPO; got algo={cfg.algo}")
     if cfg.imitation == "mhairl" and not cfg.one_hot:
@@ -56,7 +56,7 @@ def validate(cfg: Any, task_names: list[str]) -> None:
     valid = _ARGS + (_MH_ARGS if cfg.imitation == "mhairl" else ("use_labels", "reward"))
     bad = sorted(set(cfg.imitation_args) - set(valid))
     if bad:
-        raise MtrlError(f"imitation {cfg.imitation!r} has no argument {bad[0]!r}; valid arguments: {choices(valid)}")
+        raise MtrlError(f"imitation {cfg.imitation!r} has no argument {bad[0]!r}; {did_you_mean(bad[0], valid)}valid arguments: {choices(valid)}")
 
 
 def _check_demos_folder(cfg: Any, task_names: list[str]) -> dict[str, Any]:

@@ -3,11 +3,19 @@
 The T x envs_per_task global env slots are split into contiguous blocks, one per runner.
 Weights go to Ray runners through the object store (one ``ray.put`` per update, shared by
 all runners); rollouts come back and are concatenated along the env axis.
+
+A Ray runner that dies (its process killed, its node pre-empted) is replaced by a new actor on
+the same env slots with the latest weights and task weights, and the call it was serving is
+run again on the replacement, so the iteration gets its full batch. Episodes in progress on
+that runner restart. ``max_restarts`` restarts within ``restart_window`` seconds stop the run
+with a clear message instead of looping (RLlib's env runners behave the same way).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,6 +58,15 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                         "or leave --address out for a local cluster") from None
 
 
+@dataclass
+class Calls:
+    """Calls started on every runner: the method, each runner's arguments and (Ray) futures."""
+
+    method: str
+    args: list[tuple]
+    results: list
+
+
 class RunnerPool:
     """Runners over one task set, behind one interface whatever their number and kind.
 
@@ -61,10 +78,12 @@ class RunnerPool:
         seed: base seed (runner i samples actions with ``seed * 1000 + i``).
         runner_cpus: CPUs each Ray actor reserves.
         address: Ray address to join (None: local cluster).
+        max_restarts: dead Ray runners replaced within ``restart_window`` seconds before the run stops.
     """
 
     def __init__(self, env_kwargs: dict[str, Any], total_slots: int, policy_spec: dict[str, Any],
-                 runners: int = 0, seed: int = 0, runner_cpus: float = 1.0, address: str | None = None):
+                 runners: int = 0, seed: int = 0, runner_cpus: float = 1.0, address: str | None = None,
+                 max_restarts: int = 5, restart_window: float = 600.0):
         if runners < 0:
             raise MtrlError(f"runners must be >= 0, got {runners}")
         n = max(runners, 1)
@@ -73,7 +92,11 @@ class RunnerPool:
                             "lower runners or raise envs_per_task")
         blocks = np.array_split(np.arange(total_slots), n)
         self.remote = runners > 0
-        self._weights_ref = None
+        self.restarts = 0  # runners replaced so far
+        self._restart_times: list[float] = []
+        self.max_restarts, self.restart_window = max_restarts, restart_window
+        self._last_weights = None  # the newest weights sent (a replacement gets them)
+        self._task_weights = None
         if not self.remote:
             self.runners = [Runner({**env_kwargs, "slots": blocks[0].tolist()}, policy_spec, seed * 1000)]
             return
@@ -84,26 +107,50 @@ class RunnerPool:
         if runners * runner_cpus > have:
             raise MtrlError(f"runners={runners} x runner_cpus={runner_cpus} needs {runners * runner_cpus:g} CPUs "
                             f"but the Ray cluster has {have:g}; lower runners or set runner_cpus=0.5")
-        actor = ray.remote(num_cpus=runner_cpus)(Runner)
-        self.runners = [actor.remote({**env_kwargs, "slots": b.tolist()}, policy_spec, seed * 1000 + i)
-                        for i, b in enumerate(blocks)]
+        self._actor = ray.remote(num_cpus=runner_cpus)(Runner)
+        self._spawn = [({**env_kwargs, "slots": b.tolist()}, policy_spec, seed * 1000 + i) for i, b in enumerate(blocks)]
+        self.runners = [self._actor.remote(*args) for args in self._spawn]
 
-    def _start(self, method: str, *args_per_runner: list) -> list:
+    def _start(self, method: str, *args_per_runner: list) -> Calls:
         """Call ``method`` on every runner: results (in-process) or Ray futures."""
+        args = [tuple(a[i] for a in args_per_runner) for i in range(len(self.runners))]
         if not self.remote:
-            return [getattr(r, method)(*(a[i] for a in args_per_runner)) for i, r in enumerate(self.runners)]
-        return [getattr(r, method).remote(*(a[i] for a in args_per_runner)) for i, r in enumerate(self.runners)]
+            return Calls(method, args, [getattr(r, method)(*a) for r, a in zip(self.runners, args)])
+        return Calls(method, args, [getattr(r, method).remote(*a) for r, a in zip(self.runners, args)])
 
-    def _finish(self, started: list) -> list:
+    def _finish(self, calls: Calls) -> list:
         if not self.remote:
-            return started
+            return calls.results
         import ray
 
-        try:
-            return ray.get(started)
-        except ray.exceptions.RayActorError as exc:
-            raise MtrlError(f"a sampler actor died ({type(exc).__name__}); the last checkpoint is intact: "
-                            "continue with `mtrl train --resume RUN_DIR`") from None
+        out = []
+        for i, future in enumerate(calls.results):
+            while True:
+                try:
+                    out.append(ray.get(future))
+                    break
+                except ray.exceptions.RayActorError as exc:
+                    self._replace(i, exc)  # the replacement gets the newest weights first (actor calls run in order)
+                    future = getattr(self.runners[i], calls.method).remote(*calls.args[i])
+        return out
+
+    def _replace(self, i: int, exc: Exception) -> None:
+        """Start a new actor for dead runner ``i`` with the newest weights and task weights."""
+        now = time.time()
+        self._restart_times = [t for t in self._restart_times if now - t < self.restart_window] + [now]
+        if len(self._restart_times) > self.max_restarts:
+            raise MtrlError(f"{len(self._restart_times)} sampler actors died within {self.restart_window:g} s "
+                            f"(last: runner {i}, {type(exc).__name__}); stopping. The last checkpoint is intact: "
+                            "continue with `mtrl train --resume RUN_DIR` (raise runner_max_restarts to tolerate more)")
+        self.restarts += 1
+        env_kwargs, spec, seed = self._spawn[i]
+        env_kwargs = {**env_kwargs, "seed": env_kwargs.get("seed", 0) + 7919 * self.restarts}  # fresh episodes
+        print(f"runner {i} died ({type(exc).__name__}); replacing it (restart {self.restarts})", flush=True)
+        self.runners[i] = self._actor.remote(env_kwargs, spec, seed + 100_000 * self.restarts)
+        if self._last_weights is not None:
+            self.runners[i].set_weights.remote(self._last_weights)
+        if self._task_weights is not None:
+            self.runners[i].set_task_weights.remote(self._task_weights)
 
     def _call(self, method: str, *args_per_runner: list) -> list:
         return self._finish(self._start(method, *args_per_runner))
@@ -112,16 +159,17 @@ class RunnerPool:
         if self.remote and weights is not None:
             import ray
 
-            return ray.put(weights)  # one copy in the object store, read by every runner
+            self._last_weights = ray.put(weights)  # one copy in the object store, read by every runner
+            return self._last_weights
         return weights
 
-    def collect_async(self, num_steps: int, weights: dict | None, random_actions: bool = False) -> list:
+    def collect_async(self, num_steps: int, weights: dict | None, random_actions: bool = False) -> Calls:
         """Start an off-policy collection round; Ray runners keep stepping while the caller
         trains. Pass the handle to :meth:`wait`. In-process, the round runs right here."""
         n = len(self.runners)
         return self._start("collect", [num_steps] * n, [self._put(weights)] * n, [random_actions] * n)
 
-    def wait(self, handle: list) -> dict[str, Any]:
+    def wait(self, handle: Calls) -> dict[str, Any]:
         """Transitions of a round started by :meth:`collect_async`, merged over runners."""
         return merge_transitions(self._finish(handle))
 
@@ -131,6 +179,7 @@ class RunnerPool:
         return merge_rollouts(self._call("sample", [num_steps] * n, [self._put(weights)] * n))
 
     def set_task_weights(self, weights) -> None:
+        self._task_weights = weights
         self._call("set_task_weights", [weights] * len(self.runners))
 
     def get_state(self) -> list[bytes]:

@@ -45,6 +45,9 @@ class Runner:
     def set_task_weights(self, weights) -> None:
         self.env.set_task_weights(weights)
 
+    def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        self.policy.load_state_dict(weights)
+
     def _act(self, obs: np.ndarray, task_ids: np.ndarray):
         a, logp, v = self.policy.act(torch.from_numpy(obs), torch.from_numpy(task_ids), self.gen)
         return a.numpy(), logp.numpy(), v.numpy()

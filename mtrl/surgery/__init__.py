@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mtrl.errors import MtrlError, choices
+from mtrl.errors import MtrlError, choices, did_you_mean
 from mtrl.surgery.base import Aggregator
 from mtrl.surgery.cagrad import CAGrad
 from mtrl.surgery.diagnostics import diagnostics
@@ -39,7 +39,7 @@ def names() -> list[str]:
 def get(name: str, **kwargs: Any) -> Aggregator:
     """Build the aggregator ``name`` with its parameters (e.g. ``get("cagrad", c=0.9)``)."""
     if name not in _REGISTRY:
-        raise MtrlError(f"unknown surgery method {name!r}; valid methods: {choices(names())}")
+        raise MtrlError(f"unknown surgery method {name!r}; {did_you_mean(name, names())}valid methods: {choices(names())}")
     try:
         return _REGISTRY[name](**kwargs)
     except (TypeError, ValueError) as exc:
