@@ -47,7 +47,7 @@ def run_one(curr: str, seed: int, args, out: Path) -> dict:
                f"eval_episodes={args.eval_episodes_during}", "log_every=5"]
     print(f"== {curr} seed {seed}: {' '.join(cmd[2:])}", flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
-    subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes)], cwd=ROOT, check=True,
+    subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes), "--trust"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     ev = json.loads((run_dir / "eval.json").read_text())
     stoch = stochastic_eval(run_dir, args.eval_episodes)
@@ -63,7 +63,7 @@ def stochastic_eval(run_dir: Path, episodes: int) -> dict[str, float]:
     """Final success with sampled actions (``mtrl eval --stochastic``): argmax MiniGrid policies
     can loop forever where the trained, sampling policy does not."""
     subprocess.run([sys.executable, "-m", "mtrl.cli", "eval", str(run_dir), "--episodes", str(episodes),
-                    "--stochastic"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+                    "--stochastic", "--trust"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     ev = json.loads((run_dir / "eval_stochastic.json").read_text())
     return {k: v["success"] for k, v in ev["tasks"].items()}
 

@@ -56,7 +56,7 @@ def run_one(method: str, labels: str, seed: int, args, out: Path) -> dict:
                f"eval_every={steps // 5}", "eval_episodes=10", "log_every=5", *extra]
     print(f"== {method} {labels} seed {seed}", flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
-    subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes)], cwd=ROOT, check=True,
+    subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes), "--trust"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     ev = json.loads((run_dir / "eval.json").read_text())
     meta = json.loads((demos / "data" / "metadata.json").read_text())
