@@ -48,6 +48,9 @@ class TrainConfig:
     seed: int = 0
     runners: int = 0  # 0: in-process sampling; N: N Ray actors
     runner_cpus: float = 1.0
+    # Per-task reward scale (mtrl.agents.reward_norm): none | running_std | max_return
+    reward_norm: str = "none"
+    reward_norm_v_max: float = 10.0  # max_return: the largest discounted return seen maps to this
     runner_max_restarts: int = 5  # dead Ray runners replaced within runner_restart_window s before the run stops
     runner_restart_window: float = 600.0
     run_dir: str | None = None  # default: runs/<taskset>_<algo>_<seed>_<time>
@@ -194,7 +197,11 @@ def validate(cfg: DictConfig) -> None:
         raise MtrlError(f"ppo.options must be at least 2 with ppo.heads=options, got {cfg.ppo.options}")
     for key, v, ok in [("ppo.heads", cfg.ppo.heads, ("single", "multi", "ensemble", "options")),
                        ("ppo.adv_norm", cfg.ppo.adv_norm, ("batch", "task", "none")),
-                       ("split", cfg.split, ("train", "test"))]:
+                       ("split", cfg.split, ("train", "test")),
+                       ("reward_norm", cfg.reward_norm, ("none", "running_std", "max_return")),
+                       ("sac.critic", cfg.sac.critic, ("mlp", "bronet")),
+                       ("sac.critic_loss", cfg.sac.critic_loss, ("mse", "categorical")),
+                       ("sac.target", cfg.sac.target, ("min", "mean"))]:
         if v not in ok:
             raise MtrlError(f"unknown {key} {v!r}; {did_you_mean(v, ok)}valid choices: {choices(ok)}")
     from mtrl import surgery
@@ -205,6 +212,11 @@ def validate(cfg: DictConfig) -> None:
         raise MtrlError("heads=ensemble shares no parameters between tasks: per-task gradients have nothing to "
                         f"combine or compare; use surgery=mean and diagnostics_every=0 (got surgery={cfg.surgery}, "
                         f"diagnostics_every={cfg.diagnostics_every})")
+    if cfg.reward_norm != "none" and cfg.demos:
+        raise MtrlError("reward_norm scales the environment's reward, which imitation does not learn from; "
+                        "drop reward_norm (or demos)")
+    if cfg.reward_norm_v_max <= 0:
+        raise MtrlError(f"reward_norm_v_max must be positive, got {cfg.reward_norm_v_max}")
     if cfg.diagnostics_every < 0:
         raise MtrlError(f"diagnostics_every must be >= 0, got {cfg.diagnostics_every}")
     if cfg.video_every < 0 or cfg.video_max_steps <= 0:

@@ -1,9 +1,11 @@
 """The reward seam: a model that relabels experience before the learner sees it.
 
-Imitation learning (GAIL, AIRL, MH-AIRL) replaces the environment's reward with a learned one.
-The trainer passes every on-policy rollout (``[S, N]`` arrays, see ``Runner.sample``) and every
-off-policy replay batch through ``relabel`` and calls ``update`` once per iteration, so an
-algorithm plugs in here without a branch in the training loop. The environment's own reward,
+Imitation learning (GAIL, AIRL, MH-AIRL) replaces the environment's reward with a learned one;
+per-task reward normalisation (:mod:`mtrl.agents.reward_norm`) rescales it. The trainer passes
+every on-policy rollout (``[S, N]`` arrays, see ``Runner.sample``, kind ``"rollout"``), every
+off-policy replay batch (``"batch"``) and the newly collected off-policy transitions before they
+enter the replay buffer (``"collected"``) through ``update`` then ``relabel``, so a model plugs
+in here without a branch in the training loop. The environment's own reward,
 return and success stay in the episode statistics for logging; only the learner sees the
 relabelled ``rewards``.
 """
@@ -17,7 +19,8 @@ class RewardModel(Protocol):
     """What the trainer calls; state goes into checkpoints with ``state_dict``/``load_state_dict``."""
 
     def relabel(self, data: dict[str, Any], kind: str) -> dict[str, Any]:
-        """Return ``data`` with ``rewards`` replaced; ``kind`` is ``"rollout"`` or ``"batch"``."""
+        """Return ``data`` with ``rewards`` replaced; ``kind`` is ``"rollout"``, ``"batch"`` or
+        ``"collected"`` (models that relabel at sampling time return collected data unchanged)."""
         ...
 
     def update(self, data: dict[str, Any], kind: str) -> dict[str, Any]:

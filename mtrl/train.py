@@ -75,6 +75,12 @@ class Trainer:
             self.reward_model = imitation.build(cfg, probe, self.agent)
             print(f"imitation: {cfg.imitation or cfg.algo} from {cfg.demos} (the environment's reward is logged, "
                   "never learned from)", flush=True)
+        if cfg.reward_norm != "none":  # config validation keeps it apart from imitation
+            from mtrl.agents.reward_norm import RewardNormalizer
+
+            gamma = cfg.ppo.gamma if self.agent.on_policy else cfg.sac.gamma
+            self.reward_model = RewardNormalizer(cfg.reward_norm, len(self.task_names), self.total_slots, gamma,
+                                                 cfg.reward_norm_v_max)
         if not self.agent.on_policy:
             shape = probe.single_action_space.shape
             self.replay = PerTaskReplay(probe.num_tasks, cfg.sac.buffer_per_task, probe.obs_dim, int(np.prod(shape)))
@@ -186,10 +192,11 @@ class Trainer:
                 diag.update({k: v for k, v in out.items() if k.startswith("_diagnostics")})
             out.update(diag)  # the latest diagnostics of this round, whichever update computed them
         t2 = time.time()
-        data = self.pool.wait(handle)
+        data = self.relabel(self.pool.wait(handle), "collected")  # a reward normaliser reads new experience
         self.replay.add(data["task_ids"], data["obs"], data["actions"], data["rewards"], data["next_obs"],
                         data["terminated"])
         t3 = time.time()
+        out.update(self.reward_log)
         out["_task_steps"] = np.bincount(data["task_ids"], minlength=len(self.task_names))
         return sac.collect_steps * self.total_slots, {**out, "_episodes": data["episodes"]}, {
             "perf/update_s": t2 - t1, "perf/sample_wait_s": (t1 - t0) + (t3 - t2),
@@ -204,7 +211,8 @@ class Trainer:
             return data
         self.reward_log = self.reward_model.update(data, kind)
         data = self.reward_model.relabel(data, kind)
-        self.reward_log["imitation/reward"] = self.reward_model.reward_per_task(data)
+        self.reward_log[getattr(self.reward_model, "log_key", "imitation/reward")] = \
+            self.reward_model.reward_per_task(data)
         return data
 
     def schedule(self, out: dict[str, Any], new: dict[int, np.ndarray], sampled: np.ndarray) -> dict[str, Any]:

@@ -215,3 +215,54 @@ def test_surgery_path_with_mean_matches_plain_updates():
     for net in ("critic", "actor"):
         for p, q in zip(getattr(agents[0], net).parameters(), getattr(agents[1], net).parameters()):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_two_hot_keeps_the_target_mean_and_clips_to_the_support():
+    from mtrl.agents.sac_networks import two_hot
+
+    support = torch.linspace(-10, 10, 101)
+    y = torch.tensor([-10.0, -3.337, 0.0, 0.05, 7.91, 10.0, 25.0, -40.0])
+    p = two_hot(y, support)
+    assert torch.allclose(p.sum(-1), torch.ones(8)) and (p >= 0).all() and ((p > 0).sum(-1) <= 2).all()
+    assert torch.allclose((p * support).sum(-1), y.clamp(-10, 10), atol=1e-5)
+
+
+@pytest.mark.parametrize("recipe", [
+    {"critic": "bronet", "critic_width": 64, "critic_blocks": 1},
+    {"critic_loss": "categorical", "bins": 51, "v_min": -5.0, "v_max": 5.0, "target": "mean"},
+    {"task_embedding": 8, "weight_decay": 0.01, "heads": "multi"},
+])
+@pytest.mark.parametrize("surgery", ["mean", "pcgrad"])
+def test_sac_recipes_learn_a_fixed_batch_with_and_without_surgery(recipe, surgery):
+    T = 3
+    cfg = SACConfig(hidden=[32, 32], batch_per_task=16, lr=1e-3, **recipe)
+    agent = MTSAC(cfg, 8 + T, T, BOX, seed=0, surgery=surgery)
+    rng = np.random.default_rng(0)
+    n = 16 * T
+    batch = {"obs": rng.normal(size=(n, 8 + T)).astype(np.float32), "actions": rng.uniform(-1, 1, (n, 4)).astype(np.float32),
+             "rewards": (np.repeat([0.1, 1.0, 3.0], 16)).astype(np.float32),
+             "next_obs": rng.normal(size=(n, 8 + T)).astype(np.float32), "terminated": np.ones(n, np.float32),
+             "task_ids": np.repeat(np.arange(T), 16)}
+    outs = [agent.update(batch) for _ in range(300)]
+    q = outs[-1]["sac/q"]
+    assert np.all(np.isfinite(q)) and agent.nan_skips == 0
+    np.testing.assert_allclose(q, [0.1, 1.0, 3.0], atol=0.2)  # terminal transitions: Q -> r per task
+    assert outs[-1]["loss/critic"].shape == (T,)
+
+
+def test_task_embedding_is_task_specific_and_reaches_the_runner_policy():
+    from mtrl.agents import build_policy
+    from mtrl.surgery.apply import task_specific_names
+
+    agent = MTSAC(SACConfig(hidden=[16], task_embedding=4), 6, 2, BOX, seed=0)
+    assert "embed.table" in task_specific_names(agent.actor) and "embed.table" in task_specific_names(agent.critic)
+    runner_policy = build_policy(agent.policy_spec)
+    runner_policy.load_state_dict(agent.policy_state())
+    obs = torch.zeros(2, 6)
+    a, _ = runner_policy(obs, torch.tensor([0, 1]), deterministic=True)
+    assert not torch.allclose(a[0], a[1])  # same observation, different task embedding
+
+
+def test_bad_sac_recipe_names_are_one_line_errors():
+    with pytest.raises(MtrlError, match="unknown sac.critic 'resnet'; did you mean 'bronet'. valid choices: 'mlp', 'bronet'"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.critic=resnet"])

@@ -12,6 +12,20 @@ Critic and actor minimise the mean of their ``[T]`` vectors, or, with ``surgery:
 that aggregator over their per-task gradients (:mod:`mtrl.surgery`); the temperatures minimise the *sum*, so each alpha_t gets exactly its own task's
 gradient at full scale. Targets: Polyak averaging with rate tau. A step whose loss is NaN/inf
 is skipped with a warning and counted (``sac/nan_skips``).
+
+Recipes for sample efficiency (``SACConfig``; each keeps the ``[T]`` per-task losses, so surgery
+works unchanged):
+
+- ``critic: bronet``: LayerNorm residual critic (BRO, arXiv 2405.16158) of its own width.
+- ``critic_loss: categorical``: each critic outputs logits over ``bins`` atoms z_i evenly spaced
+  in [v_min, v_max], Q = sum_i softmax(l)_i z_i, and is trained by cross-entropy to the two-hot
+  projection of the scalar target y: ``L^Q_t = mean_{i in t} -sum_k sum_j p_j(y_i) log softmax(l_k)_j``
+  (Farebrother et al. 2024, arXiv 2403.03950). Choice: BRC (arXiv 2505.23150) projects the
+  target critic's whole shifted distribution (C51); projecting its expectation keeps one code
+  path for min/mean targets and the per-task entropy term, at the cost of the distribution's shape.
+- ``target: mean``: y and the actor use the mean of the twin critics instead of their minimum.
+- ``task_embedding: d``: a learned unit-norm task embedding appended to actor and critic inputs.
+- ``weight_decay > 0``: AdamW.
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ from mtrl.agents.losses import per_task_mean
 from mtrl.agents.sac_networks import (
     TanhGaussianActor,
     TwinQ,
+    two_hot,
     upgrade_ensemble_critic,
     upgrade_ensemble_critic_opt,
 )
@@ -59,6 +74,17 @@ class SACConfig:
     actor_update_freq: int = 1
     target_update_freq: int = 1
     save_buffer: bool = False  # write the replay buffer next to each checkpoint
+    # Critic and actor recipes (issue: sample-efficient MT-SAC); the defaults are the MT-SAC paper's.
+    critic: str = "mlp"  # mlp (``hidden``) | bronet (LayerNorm residual, ``critic_width`` x ``critic_blocks``)
+    critic_width: int = 512
+    critic_blocks: int = 2
+    critic_loss: str = "mse"  # mse | categorical (cross-entropy on ``bins`` atoms in [v_min, v_max])
+    bins: int = 101
+    v_min: float = -10.0
+    v_max: float = 10.0
+    target: str = "min"  # how the twin critics combine in the target and the actor loss: min | mean
+    task_embedding: int = 0  # > 0: a learned unit-norm task embedding of this size for actor and critic
+    weight_decay: float = 0.0  # > 0: AdamW with this decoupled weight decay (actor and critic)
 
 
 def _critic_task_loss(call, tb):
@@ -67,10 +93,24 @@ def _critic_task_loss(call, tb):
     return (0.5 * (q - tb["y"]).pow(2).sum(0)).mean(), {"q": q.mean()}
 
 
-def _actor_task_loss(call, tb, critic_fn):
+def _critic_task_ce(call, tb):
+    """One task's categorical critic loss: cross-entropy of both critics to the two-hot target."""
+    logits = call(tb["obs"], tb["act"], tb["tids"], logits=True)  # [2, n, bins]
+    logp = logits.log_softmax(-1)
+    q = (logp.exp() * tb["support"]).sum(-1)
+    return -(tb["p"] * logp).sum(-1).sum(0).mean(), {"q": q.mean()}
+
+
+def _combine(q: torch.Tensor, how: str) -> torch.Tensor:
+    """The twin critics ``[2, B]`` -> ``[B]``: their minimum (clipped double Q, Fujimoto et al.
+    2018) or their mean (BRC: with a categorical critic the mean is less pessimistic)."""
+    return q.min(0).values if how == "min" else q.mean(0)
+
+
+def _actor_task_loss(call, tb, critic_fn, how: str = "min"):
     """One task's actor loss with the critic held fixed, and its log-probabilities."""
     a, logp = call(tb["obs"], tb["tids"], eps=tb["eps"])
-    q = critic_fn(tb["obs"], a, tb["tids"]).min(0).values
+    q = _combine(critic_fn(tb["obs"], a, tb["tids"]), how)
     return (tb["alpha"] * logp - q).mean(), {"logp": logp}
 
 
@@ -97,17 +137,35 @@ class MTSAC:
             raise ValueError(f"sac.batch_size={self.batch_size} is not a multiple of the {T} tasks")
         self.per_task = self.batch_size // T
         self.target_entropy = float(-A if cfg.target_entropy is None else cfg.target_entropy)
+        for key, v, ok in [("critic", cfg.critic, ("mlp", "bronet")), ("critic_loss", cfg.critic_loss, ("mse", "categorical")),
+                           ("target", cfg.target, ("min", "mean"))]:
+            if v not in ok:
+                raise ValueError(f"unknown sac.{key} {v!r}; valid: {', '.join(repr(o) for o in ok)}")
+        if cfg.critic_loss == "categorical" and (cfg.bins < 2 or cfg.v_min >= cfg.v_max):
+            raise ValueError(f"a categorical critic needs sac.bins >= 2 and v_min < v_max, got {cfg.bins}, "
+                             f"[{cfg.v_min}, {cfg.v_max}]")
+        if cfg.task_embedding < 0 or cfg.weight_decay < 0:
+            raise ValueError(f"sac.task_embedding and sac.weight_decay must be >= 0, got {cfg.task_embedding}, "
+                             f"{cfg.weight_decay}")
+        self.categorical = cfg.critic_loss == "categorical"
         self.policy_spec: dict[str, Any] = dict(kind="sac", obs_dim=obs_dim, num_tasks=T, act_dim=A,
-                                                hidden=list(cfg.hidden), heads=cfg.heads)
+                                                hidden=list(cfg.hidden), heads=cfg.heads,
+                                                task_embedding=cfg.task_embedding)
         torch.manual_seed(seed)
-        self.actor = TanhGaussianActor(obs_dim, T, A, cfg.hidden, cfg.heads)
-        self.critic = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads)
-        self.critic_target = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads)
+        self.actor = TanhGaussianActor(obs_dim, T, A, cfg.hidden, cfg.heads, task_embedding=cfg.task_embedding)
+        critic_args = dict(arch=cfg.critic, width=cfg.critic_width, blocks=cfg.critic_blocks,
+                           bins=cfg.bins if self.categorical else 1, v_min=cfg.v_min, v_max=cfg.v_max,
+                           task_embedding=cfg.task_embedding)
+        self.critic = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads, **critic_args)
+        self.critic_target = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads, **critic_args)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.full((T,), math.log(cfg.init_alpha)))
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        # AdamW (decoupled weight decay, Loshchilov & Hutter 2019) when asked; the same state layout as Adam
+        opt = (lambda ps: torch.optim.AdamW(ps, lr=cfg.lr, weight_decay=cfg.weight_decay)) if cfg.weight_decay \
+            else (lambda ps: torch.optim.Adam(ps, lr=cfg.lr))
+        self.actor_opt = opt(self.actor.parameters())
+        self.critic_opt = opt(self.critic.parameters())
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.gen = torch.Generator().manual_seed(seed + 4242)
         self.updates = 0
@@ -154,7 +212,8 @@ class MTSAC:
     def task_stats(self, out: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Per-task (loss, error magnitude) of an :meth:`update` output for task schedulers: the
         critic loss and the RMS TD error (the loss is (Q1 - y)^2 / 2 + (Q2 - y)^2 / 2 averaged, so
-        its square root is the RMS TD error); NaN where unknown."""
+        its square root is the RMS TD error; for a categorical critic it is the square root of the
+        cross-entropy, a monotone stand-in); NaN where unknown."""
         loss = np.asarray(out.get("loss/critic", np.full(self.num_tasks, np.nan)), np.float64)
         return loss, np.sqrt(np.maximum(loss, 0.0))
 
@@ -175,7 +234,7 @@ class MTSAC:
         out: dict[str, Any] = {}
         with torch.no_grad():
             na, nlogp = self.actor(nobs, tids, self.gen)
-            q_next = self.critic_target(nobs, na, tids).min(0).values - alpha[tids] * nlogp
+            q_next = _combine(self.critic_target(nobs, na, tids), cfg.target) - alpha[tids] * nlogp
             y = rew + cfg.gamma * (1.0 - done) * q_next
         self.updates += 1
         if not self._critic_step(obs, act, tids, y, out):
@@ -194,15 +253,25 @@ class MTSAC:
         """Critic update (plain backward, or per-task gradients + surgery); False if skipped (NaN)."""
         T, n = self.num_tasks, self.per_task
         self.critic_opt.zero_grad(set_to_none=True)
+        p = two_hot(y, self.critic.support) if self.categorical else None  # [B, bins] target distribution
         if self.critic_surgery.active():
             tb = {"obs": obs.view(T, n, -1), "act": act.view(T, n, -1), "tids": tids.view(T, n), "y": y.view(T, n)}
-            res = self.critic_surgery(_critic_task_loss, tb)
+            if self.categorical:
+                tb["p"] = p.view(T, n, -1)
+                tb["support"] = self.critic.support.expand(T, -1)
+            res = self.critic_surgery(_critic_task_ce if self.categorical else _critic_task_loss, tb)
             critic_task, q_task = res["losses"], res["aux"]["q"]
             out.update(_prefixed("critic", res["stats"]))
             ok = bool(torch.isfinite(critic_task).all())
         else:
-            q = self.critic(obs, act, tids)
-            critic_task, _ = per_task_mean(0.5 * (q - y).pow(2).sum(0), tids, T)
+            if self.categorical:
+                logp = self.critic(obs, act, tids, logits=True).log_softmax(-1)  # [2, B, bins]
+                q = (logp.exp() * self.critic.support).sum(-1)
+                sample_loss = -(p * logp).sum(-1).sum(0)
+            else:
+                q = self.critic(obs, act, tids)
+                sample_loss = 0.5 * (q - y).pow(2).sum(0)
+            critic_task, _ = per_task_mean(sample_loss, tids, T)
             q_task = per_task_mean(q.detach().mean(0), tids, T)[0]
             ok = bool(torch.isfinite(critic_task).all())
             if ok:
@@ -230,12 +299,12 @@ class MTSAC:
 
             tb = {"obs": obs.view(T, n, -1), "tids": tids.view(T, n), "eps": eps.view(T, n, -1),
                   "alpha": alpha[tids].view(T, n)}
-            res = self.actor_surgery(_actor_task_loss, tb, (critic_fn,))
+            res = self.actor_surgery(_actor_task_loss, tb, (critic_fn, self.cfg.target))
             actor_task, logp = res["losses"], res["aux"]["logp"].reshape(-1)
             out.update(_prefixed("actor", res["stats"]))
         else:
             a, logp = self.actor(obs, tids, eps=eps)
-            q_pi = self.critic(obs, a, tids).min(0).values
+            q_pi = _combine(self.critic(obs, a, tids), self.cfg.target)
             actor_task, _ = per_task_mean(alpha[tids] * logp - q_pi, tids, T)
         alpha_task, _ = per_task_mean(-self.log_alpha[tids] * (logp.detach() + self.target_entropy), tids, T)
         alpha_loss = alpha_task.sum()

@@ -28,28 +28,112 @@ def _mlp(dims: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class TaskEmbedding(nn.Module):
+    """A learned unit-norm embedding per task, appended to the input: ``[x, e_t / ||e_t||]``
+    (BRC, Nauman et al. 2025: a 32-d normalised task embedding fed to actor and critic, next to
+    whatever the observation already holds; mtrl keeps the one-hot in the observation).
+    Row t is task t's own parameter (``task_specific``: surgery gives it task t's gradient only)."""
+
+    task_specific = True
+
+    def __init__(self, num_tasks: int, dim: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(num_tasks, dim) / math.sqrt(dim))
+
+    def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        e = self.table[task_ids]
+        return torch.cat([x, e / e.norm(dim=-1, keepdim=True).clamp_min(1e-6)], -1)
+
+
+class BroNet(nn.Module):
+    """BroNet trunk (Nauman et al. 2024, "Bigger, Regularized, Optimistic", arXiv 2405.16158):
+
+    ``h = ReLU(LN(W_0 x))``, then per block ``h <- h + LN(W_2 ReLU(LN(W_1 h)))``.
+    LayerNorm keeps wide critics stable at high update-to-data ratios; the width is set apart
+    from the actor's (``sac.critic_width``)."""
+
+    def __init__(self, in_dim: int, width: int, blocks: int):
+        super().__init__()
+        self.inp = nn.Sequential(nn.Linear(in_dim, width), nn.LayerNorm(width), nn.ReLU())
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), nn.LayerNorm(width), nn.ReLU(), nn.Linear(width, width),
+                          nn.LayerNorm(width)) for _ in range(blocks))
+        self.out_dim = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return h
+
+
+def two_hot(y: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """``[..., bins]`` probabilities on the evenly spaced ``support`` whose mean is ``y`` (clipped to
+    the support): mass ``1 - f`` on the bin below y and ``f`` on the bin above, f the fraction of
+    the way between them (Farebrother et al. 2024, "Stop Regressing", arXiv 2403.03950; the
+    categorical projection of a point target in C51, Bellemare et al. 2017)."""
+    lo_v, hi_v, n = support[0], support[-1], support.numel()
+    x = (y.clamp(lo_v, hi_v) - lo_v) / (hi_v - lo_v) * (n - 1)
+    lo = x.floor().clamp(0, n - 2)
+    frac = (x - lo).unsqueeze(-1)
+    idx = lo.long().unsqueeze(-1)
+    out = torch.zeros(*y.shape, n, dtype=y.dtype, device=y.device)
+    return out.scatter(-1, idx, 1 - frac).scatter_add(-1, idx + 1, frac)
+
+
 class TwinQ(nn.Module):
     """Two Q networks ``Q_k(s, a)``, k = 1, 2; returns ``[2, B]``. With ``heads="multi"`` each has
-    one output per task (flagged task-specific for gradient surgery) and picks its task's."""
+    one output per task (flagged task-specific for gradient surgery) and picks its task's.
 
-    def __init__(self, obs_dim: int, act_dim: int, num_tasks: int, hidden: Sequence[int], heads: str):
+    ``arch``: ``mlp`` (ReLU layers of ``hidden``) or ``bronet`` (:class:`BroNet`, ``width`` x
+    ``blocks``). ``bins > 1`` makes a categorical critic: each Q is a softmax over ``bins`` logits
+    on an even support in ``[v_min, v_max]`` and ``Q = sum_i p_i z_i``; ``forward(...,
+    logits=True)`` returns the ``[2, B, bins]`` logits for the cross-entropy loss.
+    ``task_embedding > 0`` appends a learned task embedding to the input."""
+
+    def __init__(self, obs_dim: int, act_dim: int, num_tasks: int, hidden: Sequence[int], heads: str,
+                 arch: str = "mlp", width: int = 512, blocks: int = 2, bins: int = 1, v_min: float = -10.0,
+                 v_max: float = 10.0, task_embedding: int = 0):
         super().__init__()
-        dims = [obs_dim + act_dim, *hidden]
+        in_dim = obs_dim + act_dim + task_embedding
+        self.embed = TaskEmbedding(num_tasks, task_embedding) if task_embedding else None
         self.num_heads = num_tasks if heads in ("multi", "ensemble") else 1
         self.ensemble = heads == "ensemble"
-        self.bodies = nn.ModuleList((TaskMLP(dims[0], hidden, num_tasks, nn.ReLU) if self.ensemble else _mlp(dims))
-                                    for _ in range(2))
-        self.heads = nn.ModuleList(nn.Linear(dims[-1], self.num_heads) for _ in range(2))
+        self.bins = bins
+        if arch == "bronet":
+            if self.ensemble:
+                raise ValueError("sac.critic=bronet has no per-task (ensemble) form; use heads single or multi")
+            self.bodies = nn.ModuleList(BroNet(in_dim, width, blocks) for _ in range(2))
+            feat = width
+        elif arch == "mlp":
+            self.bodies = nn.ModuleList((TaskMLP(in_dim, hidden, num_tasks, nn.ReLU) if self.ensemble
+                                         else _mlp([in_dim, *hidden])) for _ in range(2))
+            feat = hidden[-1] if hidden else in_dim
+        else:
+            raise ValueError(f"unknown sac.critic {arch!r}; valid: 'mlp', 'bronet'")
+        self.heads = nn.ModuleList(nn.Linear(feat, self.num_heads * bins) for _ in range(2))
         for h in self.heads:
             h.task_specific = self.num_heads > 1
+        if bins > 1:
+            self.register_buffer("support", torch.linspace(v_min, v_max, bins))
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, task_ids: torch.Tensor,
+                logits: bool = False) -> torch.Tensor:
         x = torch.cat([obs, act], -1)
-        q = torch.stack([head(body(x, task_ids) if self.ensemble else body(x))
-                         for body, head in zip(self.bodies, self.heads)])  # [2, B, heads]
+        if self.embed is not None:
+            x = self.embed(x, task_ids)
+        out = torch.stack([head(body(x, task_ids) if self.ensemble else body(x))
+                           for body, head in zip(self.bodies, self.heads)])  # [2, B, heads * bins]
+        out = out.view(2, -1, self.num_heads, self.bins)
         if self.num_heads == 1:
-            return q.squeeze(-1)
-        return q.gather(-1, task_ids.view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
+            out = out[:, :, 0]
+        else:
+            out = out.gather(2, task_ids.view(1, -1, 1, 1).expand(2, -1, 1, self.bins)).squeeze(2)
+        if self.bins == 1:
+            return out.squeeze(-1)  # [2, B]
+        if logits:
+            return out  # [2, B, bins]
+        return (out.softmax(-1) * self.support).sum(-1)
 
 
 def upgrade_ensemble_critic(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -102,10 +186,12 @@ class TanhGaussianActor(nn.Module):
     kind = "sac"
 
     def __init__(self, obs_dim: int, num_tasks: int, act_dim: int, hidden: Sequence[int] = (400, 400, 400),
-                 heads: str = "single", **_: object):
+                 heads: str = "single", task_embedding: int = 0, **_: object):
         super().__init__()
         self.ensemble = heads == "ensemble"
         self.num_tasks = num_tasks
+        self.embed = TaskEmbedding(num_tasks, task_embedding) if task_embedding else None
+        obs_dim += task_embedding
         d = hidden[-1] if hidden else obs_dim
         if self.ensemble:
             self.trunk: nn.Module = TaskMLP(obs_dim, hidden, num_tasks, nn.ReLU)
@@ -137,6 +223,8 @@ class TanhGaussianActor(nn.Module):
 
         ``eps`` (standard normal noise) may be given, e.g. to vmap the actor over tasks.
         """
+        if self.embed is not None:
+            obs = self.embed(obs, task_ids)
         feats = self.trunk(obs, task_ids) if self.ensemble else self.trunk(obs)
         mu, log_std = self.head(feats, task_ids).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)

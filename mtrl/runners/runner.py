@@ -34,6 +34,8 @@ class Runner:
     def __init__(self, env_kwargs: dict[str, Any], policy_spec: dict[str, Any], seed: int, threads: int = 1):
         torch.set_num_threads(threads)
         self.env = make(**env_kwargs)
+        slots = env_kwargs.get("slots")
+        self.slot_ids = np.asarray(slots if slots is not None else range(self.env.num_envs), np.int64)  # global ids
         self.policy = build_policy(policy_spec)
         self.policy.eval()
         self.gen = torch.Generator().manual_seed(int(seed))
@@ -103,14 +105,16 @@ class Runner:
         """Off-policy transitions of ``num_steps`` vector steps, flattened to ``[S * N, ...]``.
 
         ``next_obs`` is the true next observation (the final one where an episode ended);
-        ``terminated`` excludes time-limit truncation. ``random_actions`` samples uniformly
+        ``terminated`` excludes time-limit truncation, ``dones`` includes it; ``slots`` gives each
+        transition's global env slot (so per-slot sequences can be followed, e.g. for reward
+        normalisation). ``random_actions`` samples uniformly
         from the action space (warm-up before learning starts).
         """
         if weights is not None:
             self.policy.load_state_dict(weights)
         env = self.env
         space = env.single_action_space
-        obs_l, act_l, rew_l, next_l, term_l, task_l = [], [], [], [], [], []
+        obs_l, act_l, rew_l, next_l, term_l, task_l, done_l = [], [], [], [], [], [], []
         episodes: dict[str, list] = {k: [] for k in EPISODE_KEYS}
         obs = self.obs
         for _ in range(num_steps):
@@ -133,12 +137,14 @@ class Runner:
             rew_l.append(r)
             next_l.append(real_next)
             term_l.append(term)
+            done_l.append(term | trunc)
             task_l.append(tids)
             obs = next_obs
         self.obs = obs
         return {"obs": np.concatenate(obs_l), "actions": np.concatenate(act_l).astype(np.float32),
                 "rewards": np.concatenate(rew_l), "next_obs": np.concatenate(next_l),
                 "terminated": np.concatenate(term_l).astype(np.float32), "task_ids": np.concatenate(task_l),
+                "dones": np.concatenate(done_l), "slots": np.tile(self.slot_ids, num_steps),
                 "episodes": {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in episodes.items()}}
 
     def get_state(self) -> bytes:
