@@ -65,7 +65,7 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run_dir = out / "run"
+    run_dir = out / "runs" / "soak"
     if run_dir.exists():
         import shutil
 

@@ -57,6 +57,7 @@ class Trainer:
         self._update_credit = 0.0
         self._rounds = 0
         self.iterations = 0
+        self.wall_s = 0.0  # training wall-clock seconds over all sessions of this run (evaluations excluded)
         self.task_steps = np.zeros(probe.num_tasks, np.int64)  # env steps per task so far
         # The two seams of the loop: a task scheduler (curriculum) that sets the runners' task
         # weights after each iteration, and a reward model that relabels experience (imitation).
@@ -100,7 +101,7 @@ class Trainer:
         return {"step": self.step, "agent": self.agent.state_dict(), "stats": self.stats.state_dict(),
                 "rng": checkpoint.rng_state(), "replay_rng": self.rng.bit_generator.state,
                 "update_credit": self._update_credit, "rounds": self._rounds,
-                "iterations": self.iterations, "task_steps": self.task_steps.copy(),
+                "iterations": self.iterations, "task_steps": self.task_steps.copy(), "wall_s": self.wall_s,
                 "curriculum": None if self.curriculum is None else self.curriculum.state_dict(),
                 "curriculum_name": self.cfg.curriculum,
                 "curriculum_args": OmegaConf.to_container(self.cfg.curriculum_args),
@@ -131,6 +132,7 @@ class Trainer:
         self.rng.bit_generator.state = s["replay_rng"]
         self._update_credit, self._rounds = s["update_credit"], s["rounds"]
         self.iterations = s.get("iterations", 0)  # absent in checkpoints written before curricula
+        self.wall_s = float(s.get("wall_s", 0.0))
         self.task_steps = np.asarray(s.get("task_steps", self.task_steps))
         if self.curriculum is not None and s.get("curriculum") is not None:
             saved = (s.get("curriculum_name"), s.get("curriculum_args"))
@@ -252,7 +254,7 @@ class Trainer:
         print(f"eval at step {self.step:,}: mean success {res['mean_success']:.2f} "
               f"({self.cfg.eval_episodes} deterministic episodes per task)", flush=True)
         with open(self.run_dir / "eval_history.jsonl", "a") as f:
-            f.write(json.dumps({"step": self.step, "mean_success": res["mean_success"],
+            f.write(json.dumps({"step": self.step, "wall_s": round(self.wall_s, 1), "mean_success": res["mean_success"],
                                 "success": dict(zip(self.task_names, res["success"].tolist()))}) + "\n")
 
     def maybe_video(self, logger: Logger, prev_step: int) -> None:
@@ -296,6 +298,7 @@ class Trainer:
                 t0 = time.time()
                 added, out, perf = iteration()
                 prev, self.step = self.step, self.step + added
+                self.wall_s += time.time() - t0
                 n_iter += 1
                 self.iterations += 1
                 sampled = out.pop("_task_steps")  # env steps per task in this iteration

@@ -1,0 +1,149 @@
+"""MT-SAC recipe ablation on Meta-World reach4: the current MT-SAC against each sample-efficiency
+piece alone and their combination, at a fixed wall-clock budget per run, one run at a time.
+
+Each (variant, seed) is one ``mtrl train envs/reach4.yaml agents/mtsac.yaml <variant overrides>``
+stopped with SIGTERM (its clean stop: checkpoint, exit 0) once ``--minutes`` of wall-clock have
+passed, evaluating every ``--eval-every`` env steps (deterministic, ``--eval-episodes`` per
+task). The run's ``eval_history.jsonl`` has env steps and training wall-clock seconds at each
+evaluation. Every finished run appends one JSON line to ``OUT/results.jsonl`` and is skipped
+when the script runs again, so the ablation can span sessions (an interrupted run restarts).
+
+    .venv/bin/python benchmarks/sac_recipes.py                          # every variant, seeds 0 1
+    .venv/bin/python benchmarks/sac_recipes.py --variants base combo --seeds 0 1 2 --minutes 60
+    .venv/bin/python benchmarks/sac_recipes.py --plot-only
+
+Writes ``OUT/table.md`` (final and best success, env steps and steps/s per variant) and
+``OUT/curves.png`` (mean success against wall-clock minutes and against env steps).
+Run nothing else on the machine meanwhile: the comparison is in wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+# The categorical critic's support is [-10, 10]: it needs rewards on that scale, so it comes with
+# max_return normalisation (v_max = 10), as in BRC.
+VARIANTS: dict[str, list[str]] = {
+    "base": [],
+    "rnorm": ["reward_norm=max_return"],
+    "bronet": ["sac.critic=bronet", "sac.critic_width=512", "sac.critic_blocks=2"],
+    "categorical": ["reward_norm=max_return", "sac.critic_loss=categorical", "sac.target=mean"],
+    "embed": ["sac.task_embedding=32"],
+    "utd2": ["sac.utd=2"],
+    "threads2": ["threads=2"],
+    "combo": ["reward_norm=max_return", "sac.critic=bronet", "sac.critic_width=512", "sac.critic_blocks=2",
+              "sac.critic_loss=categorical", "sac.target=mean", "sac.task_embedding=32", "sac.weight_decay=0.0001",
+              "threads=2"],
+}
+
+
+def load(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def run_one(variant: str, seed: int, args, out: Path) -> dict:
+    run_dir = out / "runs" / f"{variant}_s{seed}"
+    if run_dir.exists():  # an interrupted run: its wall-clock budget cannot be resumed fairly
+        shutil.rmtree(run_dir)
+    cmd = [sys.executable, "-m", "mtrl.cli", "train", "envs/reach4.yaml", "agents/mtsac.yaml",
+           "total_steps=100000000", f"seed={seed}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
+           f"eval_episodes={args.eval_episodes}", "checkpoint_every=0", "log_every=20", *VARIANTS[variant]]
+    print(f"== {variant} seed {seed}: {' '.join(VARIANTS[variant]) or '(agents/mtsac.yaml as is)'}", flush=True)
+    run_dir.mkdir(parents=True)
+    log = open(run_dir / "train.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    t0 = time.time()
+    while proc.poll() is None and time.time() - t0 < args.minutes * 60:
+        time.sleep(2)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=600)
+    if proc.returncode != 0:
+        sys.exit(f"{variant} seed {seed} failed (exit {proc.returncode}); see {run_dir / 'train.log'}")
+    hist = load(run_dir / "eval_history.jsonl")
+    return {"variant": variant, "seed": seed, "minutes": args.minutes, "overrides": VARIANTS[variant],
+            "curve": [[h["step"], h["wall_s"], h["mean_success"]] for h in hist],
+            "per_task_final": hist[-1]["success"] if hist else {}}
+
+
+def summarise(rows: list[dict], out: Path) -> dict:
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["variant"], []).append(r)
+    summary = {}
+    for v, rs in by.items():
+        curves = [np.asarray(r["curve"]) for r in rs if r["curve"]]
+        summary[v] = {"seeds": len(rs),
+                      "final": float(np.mean([c[-1, 2] for c in curves])),
+                      "best": float(np.mean([c[:, 2].max() for c in curves])),
+                      "env_steps": float(np.mean([c[-1, 0] for c in curves])),
+                      "steps_per_s": float(np.mean([c[-1, 0] / max(c[-1, 1], 1e-9) for c in curves]))}
+    lines = ["| variant | seeds | final success | best success | env steps | env steps/s (training) |",
+             "|---|---|---|---|---|---|"]
+    for v, s in summary.items():
+        lines.append(f"| {v} | {s['seeds']} | {s['final']:.2f} | {s['best']:.2f} | {s['env_steps']:,.0f} | "
+                     f"{s['steps_per_s']:.0f} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for v, rs in by.items():
+            for ax, col, scale in ((axes[0], 1, 60.0), (axes[1], 0, 1.0)):
+                grid = np.linspace(0, min(np.asarray(r["curve"])[-1, col] for r in rs if r["curve"]) / scale, 40)
+                ys = [np.interp(grid, np.asarray(r["curve"])[:, col] / scale, np.asarray(r["curve"])[:, 2])
+                      for r in rs if r["curve"]]
+                ax.plot(grid, np.mean(ys, 0), label=f"{v} ({len(ys)})")
+        axes[0].set_xlabel("training wall-clock (minutes)")
+        axes[1].set_xlabel("env steps (4 tasks)")
+        for ax in axes:
+            ax.set_ylabel("mean deterministic success")
+            ax.set_ylim(-0.02, 1.02)
+        axes[1].legend(fontsize=8)
+        fig.suptitle("MT-SAC recipes on Meta-World reach4")
+        fig.tight_layout()
+        fig.savefig(out / "curves.png", dpi=110)
+    except ImportError:
+        pass
+    return summary
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--minutes", type=float, default=15)
+    p.add_argument("--eval-every", type=int, default=20_000)
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--out", default=str(ROOT / "benchmarks/results/sac_recipes"))
+    p.add_argument("--plot-only", action="store_true")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    if not args.plot_only:
+        for seed in args.seeds:  # seeds outermost: a partial ablation still compares every variant
+            for v in args.variants:
+                if any(r["variant"] == v and r["seed"] == seed and r["minutes"] == args.minutes for r in load(results)):
+                    continue
+                row = run_one(v, seed, args, out)
+                with open(results, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    print(json.dumps(summarise(load(results), out), indent=2))
+
+
+if __name__ == "__main__":
+    main()
