@@ -50,6 +50,7 @@ class TrainConfig:
     runner_cpus: float = 1.0
     # Per-task reward scale (mtrl.agents.reward_norm): none | running_std | max_return
     reward_norm: str = "none"
+    obs: str = "flat"  # flat | image: MT-PPO on MiniGrid sees the 7x7 view as an image through a CNN
     reward_norm_v_max: float = 10.0  # max_return: the largest discounted return seen maps to this
     runner_max_restarts: int = 5  # dead Ray runners replaced within runner_restart_window s before the run stops
     runner_restart_window: float = 600.0
@@ -199,6 +200,7 @@ def validate(cfg: DictConfig) -> None:
                        ("ppo.adv_norm", cfg.ppo.adv_norm, ("batch", "task", "none")),
                        ("split", cfg.split, ("train", "test")),
                        ("reward_norm", cfg.reward_norm, ("none", "running_std", "max_return")),
+                       ("obs", cfg.obs, ("flat", "image")),
                        ("sac.critic", cfg.sac.critic, ("mlp", "bronet")),
                        ("sac.critic_loss", cfg.sac.critic_loss, ("mse", "categorical")),
                        ("sac.target", cfg.sac.target, ("min", "mean"))]:
@@ -226,6 +228,14 @@ def validate(cfg: DictConfig) -> None:
     from mtrl.envs import get
 
     tasks = get(cfg.taskset if not cfg.tasks else "custom", list(cfg.tasks) or None).tasks(cfg.split)
+    if cfg.obs == "image":
+        other = [t for t in tasks if t.kind != "minigrid"]
+        if other:
+            raise MtrlError(f"obs: image is MiniGrid's 7x7 view through a CNN; {other[0].name!r} is a {other[0].kind} "
+                            "task with no such view: use obs: flat")
+        if cfg.algo != "mtppo" or cfg.ppo.heads not in ("single", "multi"):
+            raise MtrlError(f"obs: image works with algo=mtppo and ppo.heads single or multi, got {cfg.algo}, "
+                            f"ppo.heads={cfg.ppo.heads}")
     if cfg.curriculum is not None:
         from mtrl import curriculum
 

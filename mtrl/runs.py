@@ -41,7 +41,10 @@ def build_agent(cfg: DictConfig, env) -> Any:
 
     cls, section = ALGORITHMS[cfg.algo]
     try:
-        return cls(OmegaConf.to_object(cfg[section]), env.obs_dim, env.num_tasks, env.single_action_space,
+        section_cfg = OmegaConf.to_object(cfg[section])
+        if cfg.obs == "image":
+            section_cfg.encoder = "cnn"
+        return cls(section_cfg, env.obs_dim, env.num_tasks, env.single_action_space,
                    seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
                    diagnostics_every=cfg.diagnostics_every)
     except ValueError as exc:

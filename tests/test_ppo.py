@@ -109,3 +109,36 @@ def test_surgery_path_with_mean_matches_plain_update_and_stats():
         np.testing.assert_allclose(plain[k], vmapped[k], rtol=1e-4, atol=1e-6, err_msg=k)
     for p, q in zip(agents[0].net.parameters(), agents[1].net.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_image_encoder_reads_the_minigrid_view_and_learns_with_surgery(tmp_path):
+    import torch
+
+    from mtrl import checkpoint
+    from mtrl.agents.networks import MiniGridCNN
+    from mtrl.config import build_config
+    from mtrl.train import train
+
+    enc = MiniGridCNN(984 + 3)
+    x = torch.zeros(5, 984 + 3)
+    assert enc(x).shape == (5, 64 + 4 + 3)
+    x2 = x.clone()
+    x2[:, 7 * 20 * 3 + 5] = 1.0  # one cell of the view changes -> the CNN features change
+    assert not torch.allclose(enc(x)[:, :64], enc(x2)[:, :64])
+    run = train(build_config(["envs/minigrid-mt3.yaml", "agents/mtppo-pcgrad.yaml"],
+                             ["obs=image", "envs_per_task=2", "ppo.num_steps=32", "total_steps=384",
+                              f"run_dir={tmp_path / 'r'}"]))
+    state = checkpoint.load(checkpoint.latest(run))
+    assert any(k.startswith("encoders.0.conv") for k in state["agent"]["net"])
+
+
+def test_image_obs_is_refused_where_there_is_no_minigrid_view():
+    import pytest
+
+    from mtrl.config import build_config
+    from mtrl.errors import MtrlError
+
+    with pytest.raises(MtrlError, match="obs: image is MiniGrid's 7x7 view through a CNN; 'reach-v3' is a metaworld"):
+        build_config(["envs/reach4.yaml", "agents/mtppo.yaml"], ["obs=image"])
+    with pytest.raises(MtrlError, match="obs: image works with algo=mtppo"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/mtppo-camrl.yaml"], ["obs=image"])

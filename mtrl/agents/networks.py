@@ -115,6 +115,30 @@ class TaskHeads(nn.Module):
         return self.weight[:, sl], self.bias[sl]
 
 
+class MiniGridCNN(nn.Module):
+    """MiniGrid's egocentric 7x7 view as an image through a small CNN (the encoder of the
+    rl-starter-files / torch-ac MiniGrid baselines, Willems et al.): conv 2x2 (16), ReLU, max-pool
+    2x2, conv 2x2 (32), ReLU, conv 2x2 (64), ReLU -> 64 features. mtrl's MiniGrid observation
+    starts with the view as one-hot cells laid out ``[7, 7, C]`` row-major (C = 20), so the
+    image is a reshape of it; the rest of the row (direction one-hot, task one-hot) is appended
+    to the CNN features: ``out_dim = 64 + obs_dim - 7 * 7 * C``."""
+
+    def __init__(self, obs_dim: int, channels: int = 20):
+        super().__init__()
+        self.channels, self.img = channels, 7 * 7 * channels
+        if obs_dim < self.img:
+            raise ValueError(f"obs: image needs MiniGrid observations (at least {self.img} wide), got {obs_dim}")
+        self.conv = nn.Sequential(nn.Conv2d(channels, 16, 2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 2),
+                                  nn.ReLU(), nn.Conv2d(32, 64, 2), nn.ReLU(), nn.Flatten())
+        self.out_dim = 64 + obs_dim - self.img
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        lead = obs.shape[:-1]
+        img = obs[..., : self.img].reshape(-1, 7, 7, self.channels).permute(0, 3, 1, 2)
+        feats = self.conv(img).reshape(*lead, 64)
+        return torch.cat([feats, obs[..., self.img:]], -1)
+
+
 class ActorCritic(nn.Module):
     """PPO actor and critic with separate trunks; discrete (Categorical) or continuous (Gaussian).
 
@@ -123,9 +147,17 @@ class ActorCritic(nn.Module):
     """
 
     def __init__(self, obs_dim: int, num_tasks: int, action_space: gym.Space,
-                 hidden: Sequence[int] = (64, 64), heads: str = "single"):
+                 hidden: Sequence[int] = (64, 64), heads: str = "single", encoder: str = "flat"):
         super().__init__()
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.encoders: nn.ModuleList | None = None  # (actor, critic) image encoders for ``obs: image``
+        if encoder == "cnn":
+            if heads == "ensemble":
+                raise ValueError("obs: image has no per-task (ensemble) form; use ppo.heads single or multi")
+            self.encoders = nn.ModuleList(MiniGridCNN(obs_dim) for _ in range(2))
+            obs_dim = self.encoders[0].out_dim
+        elif encoder != "flat":
+            raise ValueError(f"unknown encoder {encoder!r}; valid: 'flat', 'cnn'")
         act_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
         n_heads = num_tasks if heads in ("multi", "ensemble") else 1
         self.ensemble = heads == "ensemble"
@@ -177,10 +209,14 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """State value ``V(s)`` per row, shape ``[B]``."""
+        if self.encoders is not None:
+            obs = self.encoders[1](obs)
         return self.critic_head(self._trunk(self.critic_trunk, obs, task_ids), task_ids).squeeze(-1)
 
     def dist(self, obs: torch.Tensor, task_ids: torch.Tensor):
         """Action distribution per row."""
+        if self.encoders is not None:
+            obs = self.encoders[0](obs)
         out = self.actor_head(self._trunk(self.actor_trunk, obs, task_ids), task_ids)
         if self.discrete:
             return Categorical(logits=out)
@@ -202,7 +238,8 @@ class ActorCritic(nn.Module):
         ``torch.distributions`` (whose construction and argument checks cost more than the
         two small MLPs); :meth:`dist` gives the same probabilities for training.
         """
-        out = self.actor_head(self._trunk(self.actor_trunk, obs, task_ids), task_ids)
+        x = obs if self.encoders is None else self.encoders[0](obs)
+        out = self.actor_head(self._trunk(self.actor_trunk, x, task_ids), task_ids)
         value = self.value(obs, task_ids)
         if self.discrete:
             logp_all = torch.log_softmax(out, -1)

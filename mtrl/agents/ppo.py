@@ -47,6 +47,7 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     heads: str = "single"  # single | multi | ensemble (one network per task) | options (two-level option policy)
+    encoder: str = "flat"  # flat | cnn (set by the top-level ``obs: image``: MiniGrid's view through a CNN)
     options: int = 4  # K options of heads=options (the env then takes (option, action) rows)
     adv_norm: str = "batch"  # batch | task | none
     anneal_lr: bool = False
@@ -129,6 +130,10 @@ class MTPPO:
         self.num_tasks = num_tasks
         self.policy_spec: dict[str, Any] = dict(kind="ppo", obs_dim=obs_dim, num_tasks=num_tasks, action_space=action_space,
                                                 hidden=list(cfg.hidden), heads=cfg.heads)
+        if cfg.encoder != "flat":
+            if cfg.heads == "options":
+                raise ValueError("obs: image is not available with ppo.heads=options")
+            self.policy_spec["encoder"] = cfg.encoder
         if cfg.heads == "options":
             self.policy_spec.update(kind="options", options=cfg.options)
         torch.manual_seed(seed)
