@@ -62,7 +62,7 @@ def to_safe(obj: Any, where: str = "state") -> Any:
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind not in "biuf":
             raise TypeError(f"checkpoint field {where}: NumPy array of dtype {obj.dtype} cannot be stored safely")
-        return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(obj).copy())}
+        return {_NDARRAY: torch.from_numpy(np.array(obj, order="C", copy=True))}
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):
@@ -124,12 +124,34 @@ def save(state: dict[str, Any], ckpt_dir: Path, step: int, keep: int = 3,
         env_data = pickle.dumps(list(env_state), protocol=pickle.HIGHEST_PROTOCOL)
         _write(env_path(path), env_data)
         manifest["files"][env_path(path).name] = _digest(env_data)
+    else:
+        env_path(path).unlink(missing_ok=True)  # a stale one from an earlier save of this step
     _write(manifest_path(path), json.dumps(manifest, indent=1).encode())
     _write(path, data)
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         for f in (old, env_path(old), manifest_path(old)):
             f.unlink(missing_ok=True)
     return path
+
+
+def set_aside_newer(ckpt_dir: Path, step: int) -> list[Path]:
+    """Move checkpoints newer than ``step`` (and their env, manifest and replay files) into
+    ``ckpt_dir/abandoned_<time>/``: resuming from an older checkpoint starts a new branch, and a
+    later plain ``--resume`` must not pick the abandoned one. Nothing is deleted."""
+    import time
+
+    newer = [p for p in list_checkpoints(ckpt_dir) if int(p.stem.removeprefix("step_")) > step]
+    if not newer:
+        return []
+    dest = ckpt_dir / f"abandoned_{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.mkdir()
+    for p in newer:
+        n = p.stem.removeprefix("step_")
+        for f in (p, env_path(p), manifest_path(p), ckpt_dir / f"replay_{n}.npz"):
+            if f.exists():
+                f.replace(dest / f.name)
+    print(f"note: {len(newer)} newer checkpoint(s) moved to {dest} (this resume starts a new branch)", flush=True)
+    return newer
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -216,7 +238,7 @@ def load_env(path: Path) -> list[bytes] | None:
     mpath = manifest_path(Path(path))
     if mpath.is_file():
         expected = json.loads(mpath.read_text())["files"].get(epath.name)
-        if expected is not None and _digest(data) != expected:
+        if expected is None or _digest(data) != expected:
             raise MtrlError(f"{epath} does not match its manifest; resume from an older checkpoint with "
                             f"--checkpoint FILE")
     return pickle.loads(data)  # noqa: S301 - one's own run, by design (see the module docstring)

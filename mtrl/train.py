@@ -57,6 +57,7 @@ class Trainer:
         self._update_credit = 0.0
         self._rounds = 0
         self.iterations = 0
+        self._push_weights = False  # send weights in the next collection round whatever weights_every says
         self.wall_s = 0.0  # training wall-clock seconds over all sessions of this run (evaluations excluded)
         self.task_steps = np.zeros(probe.num_tasks, np.int64)  # env steps per task so far
         # The two seams of the loop: a task scheduler (curriculum) that sets the runners' task
@@ -148,6 +149,8 @@ class Trainer:
             self.pool.set_state(env_state)
         else:
             print("note: the checkpoint holds no env state; episodes in progress restart", flush=True)
+            if hasattr(self.reward_model, "restart_episodes"):
+                self.reward_model.restart_episodes()
         self.task_weights = s.get("task_weights")
         self.pool.restarts = int(s.get("runner_restarts", 0))
         if self.task_weights is not None:  # env state may be absent (Meta-World): send them again
@@ -159,6 +162,7 @@ class Trainer:
             else:
                 print("note: no saved replay buffer (sac.save_buffer=false); it refills before updates resume",
                       flush=True)
+        self._push_weights = True  # runners (and any replacement) start from the restored policy
         print(f"resumed from {path.name} at step {self.step:,}", flush=True)
 
     # ------------------------------------------------------------------ iterations
@@ -178,7 +182,8 @@ class Trainer:
         assert self.replay is not None
         t0 = time.time()
         random_actions = self.step < sac.learning_starts
-        push = self._rounds % sac.weights_every == 0
+        push = self._rounds % sac.weights_every == 0 or self._push_weights
+        self._push_weights = False
         handle = self.pool.collect_async(sac.collect_steps, self.agent.policy_state() if push else None,
                                          random_actions)
         self._rounds += 1
@@ -359,6 +364,7 @@ def train(cfg: DictConfig, resume: Path | None = None, address: str | None = Non
         if not Path(from_checkpoint).is_file():
             raise MtrlError(f"checkpoint {from_checkpoint} does not exist; see {run_dir / 'checkpoints'}")
         latest = (Path(from_checkpoint), checkpoint.load(Path(from_checkpoint), trusted=True))
+        checkpoint.set_aside_newer(run_dir / "checkpoints", int(latest[1]["step"]))
     else:  # (path, state), read once; one's own run, so a pre-manifest checkpoint is accepted
         latest = checkpoint.latest_intact(run_dir, trusted=True) if resume else None
     if not resume:

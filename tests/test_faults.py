@@ -123,6 +123,8 @@ def test_resume_from_an_explicit_checkpoint(tmp_path):
           from_checkpoint=first)
     a, b = (checkpoint.load(checkpoint.latest(r)) for r in (run, full))
     assert a["step"] == b["step"] == 768
+    abandoned = list((run / "checkpoints").glob("abandoned_*/step_*.pt"))
+    assert sorted(p.name for p in abandoned) == [f"step_{384:012d}.pt", f"step_{576:012d}.pt"]
     for k, v in a["agent"]["net"].items():
         assert (v == b["agent"]["net"][k]).all(), k
 
@@ -133,7 +135,7 @@ def test_safe_state_round_trip_keeps_types():
     import numpy as np
     import torch
 
-    state = {"a": np.arange(5, dtype=np.int64), "b": np.float32(2.5), "c": deque([np.ones(2), 3], maxlen=4),
+    state = {"a": np.arange(5, dtype=np.int64), "b": np.float32(2.5), "z": np.array(3.0), "c": deque([np.ones(2), 3], maxlen=4),
              "d": (1, "x", None), "e": OrderedDict(w=torch.ones(2)), "rng": checkpoint.rng_state(),
              "u": np.random.get_state()[1]}
     import io
@@ -141,7 +143,7 @@ def test_safe_state_round_trip_keeps_types():
     buf = io.BytesIO()
     torch.save(checkpoint.to_safe(state), buf)
     back = checkpoint.from_safe(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
-    assert back["a"].dtype == np.int64 and (back["a"] == state["a"]).all() and back["b"] == 2.5
+    assert back["z"].shape == () and back["a"].dtype == np.int64 and (back["a"] == state["a"]).all() and back["b"] == 2.5
     assert isinstance(back["c"], deque) and back["c"].maxlen == 4 and back["c"][1] == 3
     assert back["u"].dtype == np.uint32 and (back["u"] == state["u"]).all() and back["d"] == (1, "x", None)
     checkpoint.set_rng_state(back["rng"])

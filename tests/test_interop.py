@@ -52,6 +52,13 @@ def test_task_set_env_passes_sb3_checks_and_draws_tasks_per_episode():
             env.reset()
     assert seen == {0, 1, 2}
     env.close()
+    env = TaskSetEnv("minigrid/MT3", seed=0, first_task=1)  # a reset mid-episode does not replay the stream
+    a, _ = env.reset()
+    env.step(2)
+    b, _ = env.reset()
+    c, _ = env.reset()
+    assert not (np.array_equal(a, b) and np.array_equal(b, c))
+    env.close()
 
 
 def test_unknown_task_set_is_the_same_one_line_error():

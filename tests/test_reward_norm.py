@@ -100,3 +100,13 @@ def test_ppo_run_with_running_std_keeps_per_task_statistics(tmp_path):
                               f"run_dir={tmp_path / 'r'}"]))
     state = checkpoint.load(checkpoint.latest(run))["reward_model"]
     assert state["count"].tolist() == [128, 128, 128]  # 2 slots x 32 steps x 2 iterations per task
+
+
+def test_running_std_clips_scaled_rewards_on_a_sparse_task():
+    norm = RewardNormalizer("running_std", num_tasks=1, num_slots=1, gamma=0.99)
+    S = 200
+    r = np.zeros((S, 1))
+    r[-1] = 1.0  # the first success after a long run of zeros
+    norm.update(_rollout(r, np.zeros((S, 1), int), np.zeros((S, 1), bool)), "rollout")
+    out = norm.relabel(_rollout(r, np.zeros((S, 1), int), np.zeros((S, 1), bool)), "rollout")
+    assert norm.scales()[0] > 10 and out["rewards"].max() == pytest.approx(10.0)

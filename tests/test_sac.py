@@ -266,3 +266,14 @@ def test_task_embedding_is_task_specific_and_reaches_the_runner_policy():
 def test_bad_sac_recipe_names_are_one_line_errors():
     with pytest.raises(MtrlError, match="unknown sac.critic 'resnet'; did you mean 'bronet'. valid choices: 'mlp', 'bronet'"):
         build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.critic=resnet"])
+
+
+def test_categorical_critic_skips_a_nan_target_instead_of_crashing():
+    agent = MTSAC(SACConfig(hidden=[16], batch_per_task=4, critic_loss="categorical"), 6, 2, BOX, seed=0)
+    rng = np.random.default_rng(0)
+    batch = {"obs": rng.normal(size=(8, 6)).astype(np.float32), "actions": rng.uniform(-1, 1, (8, 4)).astype(np.float32),
+             "rewards": np.full(8, np.nan, np.float32), "next_obs": rng.normal(size=(8, 6)).astype(np.float32),
+             "terminated": np.zeros(8, np.float32), "task_ids": np.repeat([0, 1], 4)}
+    with pytest.warns(UserWarning, match="non-finite MT-SAC critic loss"):
+        agent.update(batch)
+    assert agent.nan_skips == 1

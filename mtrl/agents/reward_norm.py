@@ -8,7 +8,7 @@ it was collected (per env slot, reset at every episode end, truncation included)
 - ``running_std`` (the return-based reward scaling of SB3's ``VecNormalize`` and Engstrom et al.
   2020, "Implementation Matters in Deep Policy Gradients"): per slot the discounted running sum
   ``G <- gamma G + r``; per task the running variance of the G values its slots produced;
-  ``r~ = r / sqrt(Var_t[G] + eps)``.
+  ``r~ = clip(r / sqrt(Var_t[G] + eps), -10, 10)``.
 - ``max_return`` (BRC, Nauman et al. 2025, arXiv 2505.23150): per slot the discounted return
   accumulated since the episode start ``R = sum_k gamma^k r_k``; per task the largest ``|R|``
   seen so far, ``M_t``; ``r~ = r * v_max / M_t`` so that the largest discounted return seen
@@ -44,17 +44,20 @@ class RewardNormalizer:
         gamma: the learner's discount.
         v_max: ``max_return``: the value the largest discounted return maps to.
         eps: variance floor of ``running_std``.
+        clip: ``running_std``: scaled rewards are clipped to [-clip, clip] (as SB3's VecNormalize
+            does: on a sparse task the first success otherwise meets a variance near 0).
     """
 
     log_key = "reward_norm/scale"
 
     def __init__(self, mode: str, num_tasks: int, num_slots: int, gamma: float, v_max: float = 10.0,
-                 eps: float = 1e-8):
+                 eps: float = 1e-8, clip: float = 10.0):
         if mode not in MODES[1:]:
             raise MtrlError(f"unknown reward_norm {mode!r}; valid: {', '.join(repr(m) for m in MODES)}")
         if v_max <= 0:
             raise MtrlError(f"reward_norm_v_max must be positive, got {v_max}")
         self.mode, self.T, self.gamma, self.v_max, self.eps = mode, num_tasks, float(gamma), float(v_max), eps
+        self.clip = float(clip)
         self.ret = np.zeros(num_slots)  # per slot: running G (running_std) or R since episode start (max_return)
         self.disc = np.ones(num_slots)  # per slot: gamma^k since the episode start (max_return)
         self.count = np.zeros(num_tasks)  # per task: Welford statistics of G (running_std)
@@ -119,7 +122,15 @@ class RewardNormalizer:
         if kind == "collected":
             return data  # stored raw; scaled when sampled
         scale = self.scales().astype(np.float32)
-        return {**data, "rewards": (data["rewards"] * scale[data["task_ids"]]).astype(np.float32)}
+        r = data["rewards"] * scale[data["task_ids"]]
+        if self.mode == "running_std":
+            r = np.clip(r, -self.clip, self.clip)
+        return {**data, "rewards": r.astype(np.float32)}
+
+    def restart_episodes(self) -> None:
+        """Forget the per-slot sums (episodes in progress restarted: no env state on resume)."""
+        self.ret[:] = 0.0
+        self.disc[:] = 1.0
 
     def reward_per_task(self, data: dict[str, Any]) -> np.ndarray:
         return self.scales()

@@ -253,6 +253,10 @@ class MTSAC:
         """Critic update (plain backward, or per-task gradients + surgery); False if skipped (NaN)."""
         T, n = self.num_tasks, self.per_task
         self.critic_opt.zero_grad(set_to_none=True)
+        if self.categorical and not bool(torch.isfinite(y).all()):  # two_hot cannot place a NaN target
+            self.critic_opt.zero_grad(set_to_none=True)
+            self._skip("critic")
+            return False
         p = two_hot(y, self.critic.support) if self.categorical else None  # [B, bins] target distribution
         if self.critic_surgery.active():
             tb = {"obs": obs.view(T, n, -1), "act": act.view(T, n, -1), "tids": tids.view(T, n), "y": y.view(T, n)}

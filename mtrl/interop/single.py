@@ -44,10 +44,13 @@ class TaskSetEnv(gym.Env):
         self.task_names = self.vec.task_names
         self._next_obs: np.ndarray | None = None
         self._seed = seed
+        self._started = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if self._next_obs is None or seed is not None:  # first episode, or a re-seed
-            obs, info = self.vec.reset(seed=self._seed if seed is None else seed)
+        if self._next_obs is None or seed is not None:  # first episode, a re-seed, or a reset mid-episode
+            first = not self._started
+            self._started = True
+            obs, info = self.vec.reset(seed=seed if seed is not None else self._seed if first else None)
             self._next_obs = None
             return obs[0], {"task_id": int(self.vec.task_ids[0])}
         obs, self._next_obs = self._next_obs, None  # the vector env already reset after the last episode

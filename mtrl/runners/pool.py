@@ -146,6 +146,12 @@ class RunnerPool:
         env_kwargs, spec, seed = self._spawn[i]
         env_kwargs = {**env_kwargs, "seed": env_kwargs.get("seed", 0) + 7919 * self.restarts}  # fresh episodes
         print(f"runner {i} died ({type(exc).__name__}); replacing it (restart {self.restarts})", flush=True)
+        import ray
+
+        try:  # free its CPUs / placement-group bundle (an unreachable actor may still hold them)
+            ray.kill(self.runners[i], no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
         self.runners[i] = self._actor.remote(env_kwargs, spec, seed + 100_000 * self.restarts)
         if self._last_weights is not None:
             self.runners[i].set_weights.remote(self._last_weights)
