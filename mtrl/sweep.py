@@ -92,7 +92,7 @@ def _slug(v: Any) -> str:
 
 def trials(recipe: dict[str, Any]) -> list[dict[str, Any]]:
     """Expand a recipe into trial specs ``{name, presets, overrides}``; every trial's config is
-    built and its names checked here, so a bad recipe fails before Tune starts."""
+    built and validated here (as ``mtrl train`` does), so a bad recipe fails before Tune starts."""
     from mtrl import config as config_mod
 
     grid_keys = list(recipe["grid"])
@@ -103,8 +103,7 @@ def trials(recipe: dict[str, Any]) -> list[dict[str, Any]]:
                    str(config_mod.resolve_preset(agent, "agents").resolve())]
         overrides = {**recipe["overrides"], **dict(zip(grid_keys, values)), "seed": seed}
         items = [f"{k}={_value(v)}" for k, v in overrides.items()]
-        cfg = config_mod.build_config(presets, items)
-        check_names(cfg)
+        cfg = config_mod.build_config(presets, items)  # validates keys, task set, surgery, curriculum, imitation
         name = "_".join([Path(env).stem, Path(agent).stem, *(f"{k}={_slug(v)}" for k, v in zip(grid_keys, values)),
                          f"s{seed}"])
         out.append({"name": name, "presets": presets, "overrides": items, "runners": int(cfg.runners),
@@ -113,24 +112,6 @@ def trials(recipe: dict[str, Any]) -> list[dict[str, Any]]:
     if len(set(names)) != len(names):
         raise MtrlError("two trials of the recipe have the same name (a preset listed twice?)")
     return out
-
-
-def check_names(cfg) -> None:
-    """Names that are otherwise checked only when a run builds its parts: task set, surgery,
-    curriculum, imitation."""
-    from mtrl import curriculum, surgery
-    from mtrl.envs import tasksets
-    from mtrl.imitation import METHODS
-
-    tasksets.get(cfg.taskset, list(cfg.tasks) or None)
-    if cfg.surgery not in surgery.names():
-        raise MtrlError(f"unknown surgery method {cfg.surgery!r}; {did_you_mean(cfg.surgery, surgery.names())}"
-                        f"valid methods: {choices(surgery.names())}")
-    if cfg.curriculum is not None and cfg.curriculum not in curriculum.names():
-        raise MtrlError(f"unknown curriculum {cfg.curriculum!r}; {did_you_mean(cfg.curriculum, curriculum.names())}"
-                        f"valid curricula: {choices(curriculum.names())}")
-    if cfg.imitation is not None and cfg.imitation not in METHODS:
-        raise MtrlError(f"unknown imitation {cfg.imitation!r}; valid methods: {choices(METHODS)}")
 
 
 # --------------------------------------------------------------------------- one trial (in a Tune actor)
