@@ -254,6 +254,29 @@ def validate(cfg: DictConfig) -> None:
         imitation.validate(cfg, [t.name for t in tasks])
     if cfg.algo == "mtsac":
         _validate_sac(cfg, len(tasks))
+    if cfg.algo in ("mtsac", "mtppo", "bc"):
+        _validate_arch(cfg, "sac" if cfg.algo == "mtsac" else "ppo", [t.name for t in tasks])
+
+
+def _validate_arch(cfg: DictConfig, section: str, task_names: list[str]) -> None:
+    """``<section>.arch``: a known architecture, its own options, and task descriptions where it needs them."""
+    from mtrl.agents import archs
+
+    name, args = cfg[section].arch, dict(cfg[section].arch_args)
+    try:
+        archs.get(name)
+    except MtrlError as exc:
+        raise MtrlError(f"{section}.arch: {exc}") from None
+    archs.check_args(name, args)
+    if "descriptions" in args:
+        raise MtrlError(f"{section}.arch_args.descriptions is set from the task set's descriptions; drop it")
+    if name != "mlp" and cfg[section].heads in ("ensemble", "options"):
+        raise MtrlError(f"{section}.arch={name} needs shared trunks; {section}.heads={cfg[section].heads} has its own "
+                        f"networks: use {section}.arch=mlp or heads single / multi")
+    if archs.get(name).needs_descriptions:
+        from mtrl.envs.descriptions import descriptions
+
+        descriptions(task_names)  # names every task without one
 
 
 def _validate_sac(cfg: DictConfig, num_tasks: int) -> None:

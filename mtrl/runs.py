@@ -44,6 +44,13 @@ def build_agent(cfg: DictConfig, env) -> Any:
         section_cfg = OmegaConf.to_object(cfg[section])
         if cfg.obs == "image":
             section_cfg.encoder = "cnn"
+        if hasattr(section_cfg, "arch"):
+            from mtrl.agents import archs
+
+            if archs.get(section_cfg.arch).needs_descriptions:  # CARE: the tasks' descriptions, embedded by the net
+                from mtrl.envs.descriptions import descriptions
+
+                section_cfg.arch_args = {**section_cfg.arch_args, "descriptions": descriptions(env.task_names)}
         return cls(section_cfg, env.obs_dim, env.num_tasks, env.single_action_space,
                    seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
                    diagnostics_every=cfg.diagnostics_every)

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtrl import checkpoint, curriculum
 from mtrl import config as config_mod
+from mtrl.agents.archs import count_params
 from mtrl.buffers import PerTaskReplay
 from mtrl.envs import make
 from mtrl.errors import MtrlError
@@ -90,6 +91,10 @@ class Trainer:
         print(f"task set {probe.taskset.name}: {len(self.task_names)} tasks x {cfg.envs_per_task} envs, "
               f"obs {probe.obs_dim}, actions {probe.single_action_space}, {cfg.algo}, "
               f"{'in-process sampling' if cfg.runners == 0 else f'{cfg.runners} Ray runners'}", flush=True)
+        self.param_counts = {name: count_params(net) for name, net in self.agent.networks.items()}
+        arch = cfg.sac.arch if cfg.algo == "mtsac" else cfg.ppo.arch
+        print(f"networks ({arch}): " + ", ".join(f"{name} {n:,} parameters ({k:,} per-task)"
+                                                 for name, (n, k) in self.param_counts.items()), flush=True)
         self.pool = RunnerPool(env_kwargs(cfg), self.total_slots, self.agent.policy_spec, cfg.runners, cfg.seed,
                                cfg.runner_cpus, address, cfg.runner_max_restarts, cfg.runner_restart_window)
         self.eval_env = None
@@ -281,6 +286,8 @@ class Trainer:
     def run(self) -> None:
         cfg = self.cfg
         logger = Logger(self.run_dir, self.task_names, cfg.total_steps, start_step=self.step)
+        logger.scalars(self.step, {f"params/{name}/{kind}": v for name, (n, k) in self.param_counts.items()
+                                   for kind, v in (("total", n), ("per_task", k))})
         interrupted = False
 
         def on_signal(signum, frame):  # finish the current iteration, checkpoint, then stop

@@ -147,8 +147,12 @@ class ActorCritic(nn.Module):
     """
 
     def __init__(self, obs_dim: int, num_tasks: int, action_space: gym.Space,
-                 hidden: Sequence[int] = (64, 64), heads: str = "single", encoder: str = "flat"):
+                 hidden: Sequence[int] = (64, 64), heads: str = "single", encoder: str = "flat",
+                 arch: str = "mlp", arch_args: dict | None = None):
         super().__init__()
+        from mtrl.agents import archs
+
+        heads = archs.heads_for(arch, heads)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.encoders: nn.ModuleList | None = None  # (actor, critic) image encoders for ``obs: image``
         if encoder == "cnn":
@@ -166,20 +170,21 @@ class ActorCritic(nn.Module):
             self.actor_trunk: nn.Module = TaskMLP(obs_dim, hidden, num_tasks)
             self.critic_trunk: nn.Module = TaskMLP(obs_dim, hidden, num_tasks)
         else:
-            self.actor_trunk = mlp(obs_dim, hidden)
-            self.critic_trunk = mlp(obs_dim, hidden)
-            for m in [*self.actor_trunk, *self.critic_trunk]:
-                if isinstance(m, nn.Linear):
+            self.actor_trunk = archs.build(arch, obs_dim, hidden, num_tasks, nn.Tanh, **(arch_args or {}))
+            self.critic_trunk = archs.build(arch, obs_dim, hidden, num_tasks, nn.Tanh, **(arch_args or {}))
+            for m in [*self.actor_trunk.modules(), *self.critic_trunk.modules()]:
+                if isinstance(m, nn.Linear):  # the PPO implementation detail of orthogonal init (Engstrom et al. 2020)
                     nn.init.orthogonal_(m.weight, np.sqrt(2))
                     nn.init.zeros_(m.bias)
-        self.actor_head = TaskHeads(hidden[-1], act_dim, n_heads, gain=0.01)
-        self.critic_head = TaskHeads(hidden[-1], 1, n_heads, gain=1.0)
+        feat = hidden[-1] if self.ensemble else self.actor_trunk.out_dim
+        self.actor_head = TaskHeads(feat, act_dim, n_heads, gain=0.01)
+        self.critic_head = TaskHeads(feat, 1, n_heads, gain=1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((n_heads, act_dim), -0.5))
             self.task_specific_params = ("log_std",) if n_heads > 1 else ()
 
     def _trunk(self, trunk: nn.Module, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        return trunk(obs, task_ids) if self.ensemble else trunk(obs)
+        return trunk(obs, task_ids)
 
     def task_matrix(self) -> torch.Tensor:
         """``[T, P]``: every parameter of each task's actor and critic, flattened (``ensemble`` only)."""

@@ -47,6 +47,8 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     heads: str = "single"  # single | multi | ensemble (one network per task) | options (two-level option policy)
+    arch: str = "mlp"  # actor and critic trunks: mtrl.agents.archs (mlp, multihead, film, softmod, care, ...)
+    arch_args: dict[str, Any] = field(default_factory=dict)  # the architecture's options (e.g. experts: 4)
     encoder: str = "flat"  # flat | cnn (set by the top-level ``obs: image``: MiniGrid's view through a CNN)
     options: int = 4  # K options of heads=options (the env then takes (option, action) rows)
     adv_norm: str = "batch"  # batch | task | none
@@ -134,6 +136,10 @@ class MTPPO:
             if cfg.heads == "options":
                 raise ValueError("obs: image is not available with ppo.heads=options")
             self.policy_spec["encoder"] = cfg.encoder
+        if cfg.arch != "mlp":  # absent for the plain MLP: specs of earlier runs stay valid
+            if cfg.heads == "options":
+                raise ValueError(f"ppo.arch={cfg.arch} is not available with ppo.heads=options (its own two-level policy)")
+            self.policy_spec.update(arch=cfg.arch, arch_args=dict(cfg.arch_args))
         if cfg.heads == "options":
             self.policy_spec.update(kind="options", options=cfg.options)
         torch.manual_seed(seed)
@@ -150,6 +156,11 @@ class MTPPO:
     @property
     def policy(self) -> ActorCritic:
         return self.net
+
+    @property
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The trained networks by name (parameter counts at start)."""
+        return {"policy": self.net}
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         """Weights for the runners (CPU tensors)."""

@@ -64,6 +64,8 @@ class SACConfig:
     batch_per_task: int = 128
     hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
     heads: str = "single"  # single | multi | ensemble (one actor and twin critic per task)
+    arch: str = "mlp"  # trunk of the actor and the MLP critics: mtrl.agents.archs (mlp, multihead, film, softmod, ...)
+    arch_args: dict[str, Any] = field(default_factory=dict)  # the architecture's options (e.g. experts: 4)
     init_alpha: float = 1.0
     target_entropy: float | None = None  # None: -|A|
     buffer_per_task: int = 100_000  # transitions kept per task
@@ -151,11 +153,14 @@ class MTSAC:
         self.policy_spec: dict[str, Any] = dict(kind="sac", obs_dim=obs_dim, num_tasks=T, act_dim=A,
                                                 hidden=list(cfg.hidden), heads=cfg.heads,
                                                 task_embedding=cfg.task_embedding)
+        if cfg.arch != "mlp":  # absent for the plain MLP: specs of earlier runs stay valid
+            self.policy_spec.update(arch=cfg.arch, arch_args=dict(cfg.arch_args))
         torch.manual_seed(seed)
-        self.actor = TanhGaussianActor(obs_dim, T, A, cfg.hidden, cfg.heads, task_embedding=cfg.task_embedding)
+        self.actor = TanhGaussianActor(obs_dim, T, A, cfg.hidden, cfg.heads, task_embedding=cfg.task_embedding,
+                                       arch=cfg.arch, arch_args=dict(cfg.arch_args))
         critic_args = dict(arch=cfg.critic, width=cfg.critic_width, blocks=cfg.critic_blocks,
                            bins=cfg.bins if self.categorical else 1, v_min=cfg.v_min, v_max=cfg.v_max,
-                           task_embedding=cfg.task_embedding)
+                           task_embedding=cfg.task_embedding, trunk=cfg.arch, trunk_args=dict(cfg.arch_args))
         self.critic = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads, **critic_args)
         self.critic_target = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads, **critic_args)
         self.critic_target.load_state_dict(self.critic.state_dict())
@@ -181,6 +186,11 @@ class MTSAC:
     @property
     def policy(self) -> TanhGaussianActor:
         return self.actor
+
+    @property
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The trained networks by name (parameter counts at start)."""
+        return {"actor": self.actor, "critic": self.critic}
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.actor.state_dict().items()}

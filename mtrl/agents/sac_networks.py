@@ -16,16 +16,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mtrl.agents import archs
 from mtrl.agents.networks import TaskHeads, TaskMLP
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
-def _mlp(dims: Sequence[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers)
 
 
 class TaskEmbedding(nn.Module):
@@ -60,7 +54,7 @@ class BroNet(nn.Module):
                           nn.LayerNorm(width)) for _ in range(blocks))
         self.out_dim = width
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, task_ids: torch.Tensor | None = None) -> torch.Tensor:
         h = self.inp(x)
         for block in self.blocks:
             h = h + block(h)
@@ -93,10 +87,11 @@ class TwinQ(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, num_tasks: int, hidden: Sequence[int], heads: str,
                  arch: str = "mlp", width: int = 512, blocks: int = 2, bins: int = 1, v_min: float = -10.0,
-                 v_max: float = 10.0, task_embedding: int = 0):
+                 v_max: float = 10.0, task_embedding: int = 0, trunk: str = "mlp", trunk_args: dict | None = None):
         super().__init__()
         in_dim = obs_dim + act_dim + task_embedding
         self.embed = TaskEmbedding(num_tasks, task_embedding) if task_embedding else None
+        heads = archs.heads_for(trunk, heads)
         self.num_heads = num_tasks if heads in ("multi", "ensemble") else 1
         self.ensemble = heads == "ensemble"
         self.bins = bins
@@ -107,8 +102,9 @@ class TwinQ(nn.Module):
             feat = width
         elif arch == "mlp":
             self.bodies = nn.ModuleList((TaskMLP(in_dim, hidden, num_tasks, nn.ReLU) if self.ensemble
-                                         else _mlp([in_dim, *hidden])) for _ in range(2))
-            feat = hidden[-1] if hidden else in_dim
+                                         else archs.build(trunk, in_dim, hidden, num_tasks, nn.ReLU,
+                                                          **(trunk_args or {}))) for _ in range(2))
+            feat = self.bodies[0].out_dim if not self.ensemble else (hidden[-1] if hidden else in_dim)
         else:
             raise ValueError(f"unknown sac.critic {arch!r}; valid: 'mlp', 'bronet'")
         self.heads = nn.ModuleList(nn.Linear(feat, self.num_heads * bins) for _ in range(2))
@@ -122,8 +118,7 @@ class TwinQ(nn.Module):
         x = torch.cat([obs, act], -1)
         if self.embed is not None:
             x = self.embed(x, task_ids)
-        out = torch.stack([head(body(x, task_ids) if self.ensemble else body(x))
-                           for body, head in zip(self.bodies, self.heads)])  # [2, B, heads * bins]
+        out = torch.stack([head(body(x, task_ids)) for body, head in zip(self.bodies, self.heads)])  # [2, B, heads * bins]
         out = out.view(2, -1, self.num_heads, self.bins)
         if self.num_heads == 1:
             out = out[:, :, 0]
@@ -186,17 +181,20 @@ class TanhGaussianActor(nn.Module):
     kind = "sac"
 
     def __init__(self, obs_dim: int, num_tasks: int, act_dim: int, hidden: Sequence[int] = (400, 400, 400),
-                 heads: str = "single", task_embedding: int = 0, **_: object):
+                 heads: str = "single", task_embedding: int = 0, arch: str = "mlp", arch_args: dict | None = None,
+                 **_: object):
         super().__init__()
+        heads = archs.heads_for(arch, heads)
         self.ensemble = heads == "ensemble"
         self.num_tasks = num_tasks
         self.embed = TaskEmbedding(num_tasks, task_embedding) if task_embedding else None
         obs_dim += task_embedding
-        d = hidden[-1] if hidden else obs_dim
         if self.ensemble:
             self.trunk: nn.Module = TaskMLP(obs_dim, hidden, num_tasks, nn.ReLU)
+            d = hidden[-1] if hidden else obs_dim
         else:
-            self.trunk = _mlp([obs_dim, *hidden])
+            self.trunk = archs.build(arch, obs_dim, hidden, num_tasks, nn.ReLU, **(arch_args or {}))
+            d = self.trunk.out_dim
         self.head = TaskHeads(d, 2 * act_dim, num_tasks if heads in ("multi", "ensemble") else 1, gain=1.0)
         self.act_dim = act_dim
 
@@ -225,7 +223,7 @@ class TanhGaussianActor(nn.Module):
         """
         if self.embed is not None:
             obs = self.embed(obs, task_ids)
-        feats = self.trunk(obs, task_ids) if self.ensemble else self.trunk(obs)
+        feats = self.trunk(obs, task_ids)
         mu, log_std = self.head(feats, task_ids).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         if eps is None:

@@ -1,0 +1,248 @@
+"""Multi-task network architectures: shapes, task routing, the equalities each reduces to, their use
+in MT-SAC and MT-PPO with gradient surgery, and bad input."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from mtrl.agents import MTPPO, MTSAC, PPOConfig, SACConfig, archs, build_policy
+from mtrl.agents.archs import MLPTrunk, gram_schmidt
+from mtrl.config import build_config
+from mtrl.envs.descriptions import descriptions, embed
+from mtrl.errors import MtrlError
+from mtrl.surgery import get as get_surgery
+from mtrl.surgery.apply import SurgeryStep, task_specific_names
+
+T, D = 3, 10
+DESC = ["reach the gripper to a goal", "press the button down", "pull the drawer open"]
+BOX = gym.spaces.Box(-1, 1, (4,), np.float32)
+
+
+def _build(name, hidden=(32, 32), **kw):
+    if name == "care":
+        kw.setdefault("descriptions", DESC)
+    torch.manual_seed(0)
+    return archs.build(name, D, list(hidden), T, **kw)
+
+
+def _rows():
+    torch.manual_seed(1)
+    return torch.randn(4 * T, D), torch.arange(T).repeat_interleave(4)
+
+
+@pytest.mark.parametrize("name", list(archs.ARCHS))
+def test_every_arch_maps_rows_to_features_and_routes_by_task(name):
+    net = _build(name)
+    x, t = _rows()
+    y = net(x, t)
+    assert y.shape == (4 * T, net.out_dim) and torch.isfinite(y).all()
+    # the same observation under different task ids: task-conditioned trunks answer differently
+    same = x[:1].repeat(T, 1)
+    out = net(same, torch.arange(T))
+    if name in ("mlp", "multihead"):  # the task enters through the one-hot in x (or the heads)
+        assert torch.allclose(out[0], out[1])
+    elif name in ("film", "lora"):  # start as the shared trunk (gamma 1, beta 0 / B = 0) ...
+        assert torch.allclose(out[0], out[1])
+        _perturb_task(net, 1)  # ... until their per-task parameters move
+        out = net(same, torch.arange(T))
+        assert torch.allclose(out[0], out[2]) and not torch.allclose(out[0], out[1])
+    else:
+        assert not torch.allclose(out[0], out[1])
+
+
+def _perturb_task(net, task):
+    """Move task ``task``'s row of every task-specific parameter."""
+    specific = task_specific_names(net)
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if n not in specific:
+                continue
+            if p.shape[0] == T:  # TaskTable rows
+                p[task] += 0.5
+            else:  # TaskLoRA: A [in, T r], B [T r, out]
+                r = p.shape[1] // T if n.endswith(".A") else p.shape[0] // T
+                if n.endswith(".A"):
+                    p[:, task * r:(task + 1) * r] += 0.5
+                else:
+                    p[task * r:(task + 1) * r] += 0.5
+
+
+@pytest.mark.parametrize("name", ["film", "softmod", "moore", "paco", "lora"])
+def test_changing_one_tasks_parameters_changes_only_that_tasks_rows(name):
+    net = _build(name)
+    x, t = _rows()
+    before = net(x, t)
+    _perturb_task(net, 1)
+    after = net(x, t)
+    assert torch.allclose(before[t != 1], after[t != 1])
+    assert not torch.allclose(before[t == 1], after[t == 1])
+
+
+def test_moore_experts_are_orthonormal_per_sample():
+    net = _build("moore", hidden=(32, 16), experts=4)
+    x, _ = _rows()
+    u = net.experts(x)  # [B, k, d]
+    gram = u @ u.transpose(1, 2)
+    assert torch.allclose(gram, torch.eye(4).expand_as(gram), atol=1e-5)
+    v = torch.randn(7, 3, 5)
+    q = gram_schmidt(v)  # the span is kept: v_1 is a multiple of u_1
+    assert torch.allclose(torch.linalg.matrix_rank(torch.cat([v, q], 1)), torch.full((7,), 3))
+
+
+def test_paco_with_one_task_is_a_plain_mlp_with_the_composed_weights():
+    torch.manual_seed(0)
+    paco = archs.build("paco", D, [32, 16], 1, sets=5)
+    with torch.no_grad():
+        paco.comp.weight.copy_(torch.randn(1, 5))
+    mlp = MLPTrunk(D, [32, 16])
+    with torch.no_grad():
+        for layer, (w, b) in zip([m for m in mlp if isinstance(m, torch.nn.Linear)], paco.task_weights(0)):
+            layer.weight.copy_(w.T)
+            layer.bias.copy_(b)
+    x = torch.randn(9, D)
+    assert torch.allclose(paco(x, torch.zeros(9, dtype=torch.long)), mlp(x), atol=1e-5)
+
+
+def _shared_mlp_of(net):
+    mlp = MLPTrunk(D, [32, 32])
+    with torch.no_grad():
+        for dst, src in zip([m for m in mlp if isinstance(m, torch.nn.Linear)], net.layers):
+            dst.load_state_dict(src.state_dict())
+    return mlp
+
+
+def test_lora_rank_zero_is_the_shared_trunk_and_rank_r_starts_there():
+    x, t = _rows()
+    flat = _build("lora", rank=0)
+    assert flat.adapters is None and archs.count_params(flat)[1] == 0
+    assert torch.allclose(flat(x, t), _shared_mlp_of(flat)(x))
+    lora = _build("lora", rank=2)
+    assert torch.allclose(lora(x, t), _shared_mlp_of(lora)(x))  # B = 0 at initialisation
+    total, per_task = archs.count_params(lora)
+    assert per_task == 2 * T * (D + 32) + 2 * T * (32 + 32)  # A [in, T r] and B [T r, out] per layer
+
+
+def test_film_starts_as_the_mlp():
+    x, t = _rows()
+    film = _build("film")
+    mlp = MLPTrunk(D, [32, 32])
+    with torch.no_grad():
+        for dst, src in zip([m for m in mlp if isinstance(m, torch.nn.Linear)], film.layers):
+            dst.load_state_dict(src.state_dict())
+    assert torch.allclose(film(x, t), mlp(x))
+
+
+def test_care_attends_by_description_embedding():
+    net = _build("care")
+    x, _ = _rows()
+    same = x[:1].repeat(T, 1)
+    a = net(same, torch.arange(T))
+    twin = _build("care", descriptions=[DESC[0], DESC[0], DESC[2]])  # tasks 0 and 1 described alike
+    b = twin(same, torch.arange(T))
+    assert not torch.allclose(a[0], a[1]) and torch.allclose(b[0], b[1])
+    e1, e2, e3 = (embed(s) for s in ("press the button", "press the button down", "open the window"))
+    assert abs(np.linalg.norm(e1) - 1) < 1e-6 and e1 @ e2 > e1 @ e3  # shared words -> closer
+    np.testing.assert_array_equal(embed("press the button"), e1)  # stable (not Python's salted hash)
+
+
+@pytest.mark.parametrize("name", list(archs.ARCHS))
+def test_sac_learns_a_fixed_batch_with_each_arch_under_pcgrad(name):
+    args = {"descriptions": DESC} if name == "care" else {}
+    cfg = SACConfig(hidden=[32, 32], batch_per_task=16, lr=1e-3, arch=name, arch_args=args)
+    agent = MTSAC(cfg, 8 + T, T, BOX, seed=0, surgery="pcgrad")
+    rng = np.random.default_rng(0)
+    n = 16 * T
+    batch = {"obs": rng.normal(size=(n, 8 + T)).astype(np.float32), "actions": rng.uniform(-1, 1, (n, 4)).astype(np.float32),
+             "rewards": np.repeat([0.1, 1.0, 3.0], 16).astype(np.float32),
+             "next_obs": rng.normal(size=(n, 8 + T)).astype(np.float32), "terminated": np.ones(n, np.float32),
+             "task_ids": np.repeat(np.arange(T), 16)}
+    outs = [agent.update(batch) for _ in range(150)]
+    first, last = outs[0]["loss/critic"], outs[-1]["loss/critic"]
+    assert np.all(last < first / 5), (first, last)  # terminal transitions: Q -> r, each task's loss falls
+    assert np.all(np.diff(outs[-1]["sac/q"]) > 0)  # and the Q values are ordered as the tasks' rewards
+    runner_policy = build_policy(agent.policy_spec)  # runners rebuild the same architecture
+    runner_policy.load_state_dict(agent.policy_state())
+    obs = torch.as_tensor(batch["obs"][:5])
+    tids = torch.as_tensor(batch["task_ids"][:5])
+    assert torch.allclose(runner_policy(obs, tids, deterministic=True)[0], agent.actor(obs, tids, deterministic=True)[0])
+
+
+def test_per_task_parameters_get_only_their_own_tasks_gradient_under_surgery():
+    net = _build("film")
+    _perturb_task(net, 0)
+    x, t = _rows()
+    target = torch.randn(4 * T, net.out_dim)
+    step = SurgeryStep(net, get_surgery("pcgrad"))
+    assert all(n.startswith(("gamma", "beta")) for n in step.specific) and step.specific
+
+    def task_loss(call, tb):
+        return (call(tb["x"], tb["t"]) - tb["y"]).pow(2).mean(), {}
+
+    batch = {"x": x.view(T, 4, D), "t": t.view(T, 4), "y": target.view(T, 4, -1)}
+    step.active()
+    step(task_loss, batch)
+    own = copy.deepcopy(net)
+    own.zero_grad()
+    ((own(x[t == 2], t[t == 2]) - target[t == 2]).pow(2).mean() / T).backward()
+    g, g_own = dict(net.named_parameters())["gamma.0.weight"].grad, dict(own.named_parameters())["gamma.0.weight"].grad
+    assert torch.allclose(g[2], g_own[2], atol=1e-6)  # task 2's row: task 2's gradient, at the mean's scale
+
+
+@pytest.mark.parametrize("name", ["softmod", "moore", "paco", "multihead"])
+def test_ppo_updates_with_each_arch_under_surgery(name):
+    from mtrl.envs import make
+    from mtrl.runners import Runner
+
+    kw = dict(taskset="minigrid/MT3", envs_per_task=2, seed=0)
+    probe = make(**kw)
+    cfg = PPOConfig(num_steps=16, epochs=1, minibatches=1, arch=name, hidden=[32, 32])
+    agent = MTPPO(cfg, probe.obs_dim, probe.num_tasks, probe.single_action_space, seed=0, surgery="pcgrad")
+    if name == "multihead":
+        assert agent.net.actor_head.num_heads == probe.num_tasks
+    before = copy.deepcopy(agent.policy_state())
+    runner = Runner({**kw, "slots": list(range(probe.total_slots))}, agent.policy_spec, 0)
+    out = agent.update(runner.sample(16, agent.policy_state()))
+    assert out["loss/task"].shape == (3,) and np.all(np.isfinite(out["loss/task"]))
+    assert any(not torch.equal(before[k], v) for k, v in agent.policy_state().items())
+
+
+def test_bad_architecture_input_is_a_clear_error():
+    with pytest.raises(MtrlError, match="unknown architecture 'moor'; did you mean 'moore'.*valid architectures: 'mlp'"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.arch=moor"])
+    with pytest.raises(MtrlError, match="architecture 'moore' takes no option 'rank'; its options: experts"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.arch=moore", "sac.arch_args.rank=2"])
+    with pytest.raises(MtrlError, match="needs shared trunks"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.arch=paco", "sac.heads=ensemble"])
+    with pytest.raises(MtrlError, match="no description, which this architecture needs: CartPole-v1$|CartPole-v1;"):
+        build_config(["envs/minigrid-mt3.yaml", "agents/mtppo.yaml"],
+                     ["ppo.arch=care", "taskset=custom", "tasks=[MiniGrid-Empty-5x5-v0,CartPole-v1]"])
+    assert descriptions(["reach-v3", "DoorKey-5x5"])[0].startswith("reach")
+
+
+def test_cli_trains_and_evaluates_an_architecture_and_logs_its_parameter_counts(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, run = Path(__file__).resolve().parent.parent, tmp_path / "run"
+
+    def mtrl(*args):
+        return subprocess.run([sys.executable, "-m", "mtrl.cli", *map(str, args)], capture_output=True, text=True,
+                              cwd=root, timeout=600)
+
+    r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", "ppo.arch=care", "ppo.arch_args.experts=3",
+             "surgery=pcgrad", "total_steps=600", "ppo.num_steps=32", "eval_every=0", f"run_dir={run}")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("networks (care)"))
+    total = int(line.split("policy ")[1].split(" ")[0].replace(",", ""))
+    ev = EventAccumulator(str(run))
+    ev.Reload()
+    assert ev.Scalars("params/policy/total")[0].value == total
+    r = mtrl("eval", run, "--episodes", "1")
+    assert r.returncode == 0, r.stderr
+    assert "Empty-5x5" in r.stdout
