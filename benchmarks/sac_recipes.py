@@ -14,13 +14,16 @@ when the script runs again, so the ablation can span sessions (an interrupted ru
 
 Writes ``OUT/table.md`` (final and best success, env steps and steps/s per variant) and
 ``OUT/curves.png`` (mean success against wall-clock minutes and against env steps).
-Run nothing else on the machine meanwhile: the comparison is in wall-clock time.
+Run nothing else on the machine meanwhile: the comparison is in wall-clock time. Each run starts at
+``nice -10`` where permitted and its row records the mean 1-minute load average (``load_avg``),
+so that a run that shared the machine shows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -51,32 +54,47 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def run_one(variant: str, seed: int, args, out: Path) -> dict:
+def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: float | None, eval_every: int,
+            eval_episodes: int, env: str = "envs/reach4.yaml", total_steps: int = 100_000_000) -> dict:
+    """One ``mtrl train ENV agents/mtsac.yaml`` run: stopped by SIGTERM after ``minutes`` of
+    wall-clock (None: when it reaches ``total_steps``); returns its result row."""
     run_dir = out / "runs" / f"{variant}_s{seed}"
     if run_dir.exists():  # an interrupted run: its wall-clock budget cannot be resumed fairly
         shutil.rmtree(run_dir)
-    cmd = [sys.executable, "-m", "mtrl.cli", "train", "envs/reach4.yaml", "agents/mtsac.yaml",
-           "total_steps=100000000", f"seed={seed}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
-           f"eval_episodes={args.eval_episodes}", "checkpoint_every=0", "log_every=20", *VARIANTS[variant]]
-    print(f"== {variant} seed {seed}: {' '.join(VARIANTS[variant]) or '(agents/mtsac.yaml as is)'}", flush=True)
+    cmd = [sys.executable, "-m", "mtrl.cli", "train", env, "agents/mtsac.yaml",
+           f"total_steps={total_steps}", f"seed={seed}", f"run_dir={run_dir}", f"eval_every={eval_every}",
+           f"eval_episodes={eval_episodes}", "checkpoint_every=0", "log_every=20", *overrides]
+    print(f"== {variant} seed {seed}: {' '.join(overrides) or '(agents/mtsac.yaml as is)'}", flush=True)
     run_dir.mkdir(parents=True)
     log = open(run_dir / "train.log", "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    # A higher priority (where allowed) keeps other work on the machine from eating the run's wall-clock.
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: _try(os.nice, -10))
     t0 = time.time()
-    while proc.poll() is None and time.time() - t0 < args.minutes * 60:
+    loads = []
+    while proc.poll() is None and (minutes is None or time.time() - t0 < minutes * 60):
         time.sleep(2)
+        loads.append(os.getloadavg()[0])
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=600)
     if proc.returncode != 0:
         sys.exit(f"{variant} seed {seed} failed (exit {proc.returncode}); see {run_dir / 'train.log'}")
     hist = load(run_dir / "eval_history.jsonl")
-    return {"variant": variant, "seed": seed, "minutes": args.minutes, "overrides": VARIANTS[variant],
+    return {"variant": variant, "seed": seed, "minutes": minutes, "overrides": overrides, "env": env,
             "curve": [[h["step"], h["wall_s"], h["mean_success"]] for h in hist],
-            "per_task_final": hist[-1]["success"] if hist else {}}
+            "per_task_final": hist[-1]["success"] if hist else {},
+            "load_avg": float(np.mean(loads)) if loads else None, "cpus": os.cpu_count()}
 
 
-def summarise(rows: list[dict], out: Path) -> dict:
+def _try(fn, *a) -> None:
+    try:
+        fn(*a)
+    except OSError:  # not permitted: run at the default priority
+        pass
+
+
+def summarise(rows: list[dict], out: Path, title: str = "MT-SAC recipes on Meta-World reach4") -> dict:
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["variant"], []).append(r)
@@ -113,7 +131,7 @@ def summarise(rows: list[dict], out: Path) -> dict:
             ax.set_ylabel("mean deterministic success")
             ax.set_ylim(-0.02, 1.02)
         axes[1].legend(fontsize=8)
-        fig.suptitle("MT-SAC recipes on Meta-World reach4")
+        fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(out / "curves.png", dpi=110)
     except ImportError:
@@ -139,7 +157,7 @@ def main() -> None:
             for v in args.variants:
                 if any(r["variant"] == v and r["seed"] == seed and r["minutes"] == args.minutes for r in load(results)):
                     continue
-                row = run_one(v, seed, args, out)
+                row = run_one(v, seed, VARIANTS[v], out, args.minutes, args.eval_every, args.eval_episodes)
                 with open(results, "a") as f:
                     f.write(json.dumps(row) + "\n")
     print(json.dumps(summarise(load(results), out), indent=2))

@@ -29,8 +29,13 @@ from mtrl.errors import MtrlError
 
 def method_label(cfg: dict[str, Any]) -> str:
     algo = cfg.get("algo", "?")
-    heads = (cfg.get("ppo" if algo == "mtppo" else "sac") or {}).get("heads", "single")
+    section = cfg.get("sac" if algo == "mtsac" else "ppo") or {}
+    heads, arch = section.get("heads", "single"), section.get("arch", "mlp")
     label = algo + {"multi": "-multihead", "ensemble": "-ensemble", "options": "-options"}.get(heads, "")
+    if arch not in ("mlp", "multihead"):
+        label += f"-{arch}"
+    elif arch == "multihead" and heads != "multi":
+        label += "-multihead"
     if cfg.get("imitation"):
         label += f":{cfg['imitation']}"
     surgery = cfg.get("surgery", "mean")

@@ -112,3 +112,5 @@ def test_method_label_groups_by_curriculum_and_heads():
     assert method_label({"algo": "mtsac", "surgery": "pcgrad", "curriculum": "success"}) == "mtsac+pcgrad@success"
     assert method_label({"algo": "mtppo", "ppo": {"heads": "options"}, "imitation": "mhairl"}) == "mtppo-options:mhairl"
     assert method_label({"algo": "bc"}) == "bc"
+    assert method_label({"algo": "mtsac", "sac": {"arch": "moore"}, "surgery": "pcgrad"}) == "mtsac-moore+pcgrad"
+    assert method_label({"algo": "mtppo", "ppo": {"arch": "multihead"}}) == "mtppo-multihead"

@@ -1,0 +1,68 @@
+"""Multi-task architectures with MT-SAC on Meta-World, with and without PCGrad (issue 14).
+
+Each (set, architecture, surgery, seed) is one ``mtrl train ENV agents/mtsac.yaml sac.arch=A
+surgery=S`` run to a fixed env-step budget (``--steps``, all tasks together), evaluated every
+``--eval-every`` steps; architectures differ in update cost, so the budget is in env steps, and
+each row also has the training wall-clock. The recipe is the faster one a CPU user would pick
+(``--recipe``: 256x2 trunks, one update per two vector steps) unless told otherwise. Every
+finished run appends a JSON line to ``OUT/<set>/results.jsonl`` and is skipped when the script
+runs again, so the comparison can span sessions.
+
+    .venv/bin/python benchmarks/archs_metaworld.py                                   # everything, seeds 0-2
+    .venv/bin/python benchmarks/archs_metaworld.py --sets reach4 --archs mlp moore --seeds 0
+    .venv/bin/python benchmarks/archs_metaworld.py --plot-only
+
+Writes ``OUT/<set>/table.md`` and ``OUT/<set>/curves.png`` (mean success against wall-clock and
+against env steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sac_recipes import ROOT, load, run_one, summarise
+
+SETS = {"reach4": "envs/reach4.yaml", "manip4": "envs/manip4.yaml"}
+ARCHS = ["mlp", "multihead", "softmod", "moore", "paco"]
+RECIPE = ["sac.hidden=[256,256]", "sac.utd=0.5"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    p.add_argument("--archs", nargs="+", default=ARCHS)
+    p.add_argument("--surgery", nargs="+", default=["mean", "pcgrad"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=200_000)
+    p.add_argument("--eval-every", type=int, default=20_000)
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--recipe", nargs="*", default=RECIPE, help="overrides shared by every run")
+    p.add_argument("--out", default=str(ROOT / "benchmarks/results/archs"))
+    p.add_argument("--plot-only", action="store_true")
+    args = p.parse_args()
+    for name in args.sets:
+        out = Path(args.out) / name
+        out.mkdir(parents=True, exist_ok=True)
+        results = out / "results.jsonl"
+        if not args.plot_only:
+            for seed in args.seeds:  # seeds outermost: a partial comparison still covers every method
+                for arch in args.archs:
+                    for surgery in args.surgery:
+                        label = f"{arch}+{surgery}" if surgery != "mean" else arch
+                        overrides = [*args.recipe, f"sac.arch={arch}", f"surgery={surgery}"]
+                        if any(r["variant"] == label and r["seed"] == seed and r["overrides"] == overrides
+                               for r in load(results)):
+                            continue
+                        row = run_one(label, seed, overrides, out, None, args.eval_every, args.eval_episodes,
+                                      env=SETS[name], total_steps=args.steps)
+                        with open(results, "a") as f:
+                            f.write(json.dumps(row) + "\n")
+        if load(results):
+            print(json.dumps({name: summarise(load(results), out, f"MT-SAC architectures on Meta-World {name}")},
+                             indent=2))
+
+
+if __name__ == "__main__":
+    main()

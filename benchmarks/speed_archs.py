@@ -1,0 +1,82 @@
+"""Update time of each network architecture at T=10 (MT10 sizes) relative to the one-hot MLP.
+
+One whole MT-SAC update (critic, actor, temperatures; 400x3 trunks, 128 transitions per task,
+obs 39 + 10 one-hot, 4 actions) per architecture, with ``surgery: mean`` (plain backward) and
+``surgery: pcgrad`` (vmapped per-task gradients), interleaved round by round so machine noise
+hits every architecture alike; the median of ``--reps`` rounds is reported, with the ratio to
+``mlp`` under the same surgery and the parameter counts (total and per-task, actor + critic).
+
+    .venv/bin/python benchmarks/speed_archs.py [--reps 7] [--threads 1] [--archs mlp moore ...]
+
+Prints JSON and writes it to ``benchmarks/results/speed_archs.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from mtrl.agents import MTSAC, SACConfig, archs
+from mtrl.envs.descriptions import METAWORLD
+
+warnings.filterwarnings("ignore")
+T, PER, OBS, ACT = 10, 128, 39 + 10, 4
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def batch(seed: int = 0) -> dict[str, np.ndarray]:
+    r = np.random.default_rng(seed)
+    n = T * PER
+    return {"obs": r.normal(size=(n, OBS)).astype(np.float32), "actions": r.uniform(-1, 1, (n, ACT)).astype(np.float32),
+            "rewards": r.uniform(0, 10, n).astype(np.float32), "next_obs": r.normal(size=(n, OBS)).astype(np.float32),
+            "terminated": np.zeros(n, np.float32), "task_ids": np.repeat(np.arange(T), PER)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--archs", nargs="+", default=list(archs.ARCHS), choices=list(archs.ARCHS))
+    p.add_argument("--surgery", nargs="+", default=["mean", "pcgrad"])
+    p.add_argument("--out", default=str(ROOT / "benchmarks/results/speed_archs.json"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    box = gym.spaces.Box(-1, 1, (ACT,), np.float32)
+    descs = list(METAWORLD.values())[:T]
+    agents = {}
+    for s in args.surgery:
+        for a in args.archs:
+            extra = {"descriptions": descs} if archs.get(a).needs_descriptions else {}
+            agents[(a, s)] = MTSAC(SACConfig(arch=a, arch_args=extra), OBS, T, box, seed=0, surgery=s)
+    b = batch()
+    for agent in agents.values():  # warm-up (allocator, vmap tracing)
+        agent.update(b)
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in agents}
+    for _ in range(args.reps):
+        for k, agent in agents.items():
+            t0 = time.perf_counter()
+            agent.update(b)
+            times[k].append(time.perf_counter() - t0)
+    out: dict = {"T": T, "per_task": PER, "hidden": [400, 400, 400], "threads": args.threads, "reps": args.reps,
+                 "torch": torch.__version__, "archs": {}}
+    for a in args.archs:
+        counts = [archs.count_params(n) for n in (agents[(a, args.surgery[0])].actor, agents[(a, args.surgery[0])].critic)]
+        row: dict = {"params": sum(c[0] for c in counts), "params_per_task": sum(c[1] for c in counts)}
+        for s in args.surgery:
+            ms = 1000 * float(np.median(times[(a, s)]))
+            row[f"{s}_ms"] = round(ms, 1)
+            row[f"{s}_x_mlp"] = round(ms / (1000 * float(np.median(times[("mlp", s)]))), 2) if "mlp" in args.archs else None
+        out["archs"][a] = row
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
