@@ -167,9 +167,10 @@ def latest(run_dir: Path) -> Path:
     return ckpts[-1]
 
 
-def latest_intact(run_dir: Path, trusted: bool = False) -> tuple[Path, dict[str, Any]]:
+def latest_intact(run_dir: Path, trusted: bool = False, with_env: bool = False) -> tuple[Path, dict[str, Any]]:
     """The newest checkpoint that reads back, and its state. A corrupt or truncated newer one
     (a killed copy, a full disk) is skipped with a warning naming it; none readable is an error.
+    ``with_env`` (resuming): the runners' env file its manifest lists must match too.
     A checkpoint that would run code is refused outright (:class:`UnsafeCheckpoint`)."""
     import warnings
 
@@ -178,7 +179,10 @@ def latest_intact(run_dir: Path, trusted: bool = False) -> tuple[Path, dict[str,
         raise MtrlError(f"no checkpoints in {Path(run_dir) / 'checkpoints'}; nothing to resume or evaluate")
     for path in reversed(ckpts):
         try:
-            return path, load(path, trusted)
+            state = load(path, trusted)
+            if with_env:
+                _env_bytes(path)
+            return path, state
         except UnsafeCheckpoint:
             raise
         except MtrlError as exc:
@@ -231,14 +235,25 @@ def load(path: Path, trusted: bool = False) -> dict[str, Any]:
 def load_env(path: Path) -> list[bytes] | None:
     """The runners' env state saved next to checkpoint ``path`` (None if there is none).
     Unpickles: called only when resuming one's own run."""
-    epath = env_path(Path(path))
+    data = _env_bytes(Path(path))
+    return None if data is None else pickle.loads(data)  # noqa: S301 - one's own run, by design (module docstring)
+
+
+def _env_bytes(path: Path) -> bytes | None:
+    """The env file of checkpoint ``path`` checked against its manifest (None when there is none);
+    a file the manifest lists but that is missing or differs raises."""
+    epath = env_path(path)
+    mpath = manifest_path(path)
+    try:
+        expected = json.loads(mpath.read_text())["files"].get(epath.name) if mpath.is_file() else None
+    except (ValueError, KeyError):
+        expected = None  # load() already refused an unreadable manifest
     if not epath.is_file():
+        if expected is not None:
+            raise MtrlError(f"{epath.name}, listed in {mpath.name}, is missing; resume from an older checkpoint "
+                            "with --checkpoint FILE")
         return None
     data = epath.read_bytes()
-    mpath = manifest_path(Path(path))
-    if mpath.is_file():
-        expected = json.loads(mpath.read_text())["files"].get(epath.name)
-        if expected is None or _digest(data) != expected:
-            raise MtrlError(f"{epath} does not match its manifest; resume from an older checkpoint with "
-                            f"--checkpoint FILE")
-    return pickle.loads(data)  # noqa: S301 - one's own run, by design (see the module docstring)
+    if mpath.is_file() and (expected is None or _digest(data) != expected):
+        raise MtrlError(f"{epath} does not match its manifest; resume from an older checkpoint with --checkpoint FILE")
+    return data

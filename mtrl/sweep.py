@@ -165,6 +165,25 @@ def final_row(run_dir: Path) -> dict[str, Any]:
     return row
 
 
+def check_same_trials(sweep_dir: Path, specs: list[dict[str, Any]]) -> None:
+    """Refuse to restore a sweep whose recipe now expands to other trials than the ones it
+    started with (Tune would restore the old grid and the new names would not be found)."""
+    saved_path = sweep_dir / "trials.json"
+    if not (sweep_dir / "tune").is_dir() or not saved_path.is_file():
+        return
+    saved = {t["name"]: t for t in json.loads(saved_path.read_text())}
+    now = {t["name"]: t for t in specs}
+    added, removed = sorted(now.keys() - saved.keys()), sorted(saved.keys() - now.keys())
+    changed = sorted(n for n in now.keys() & saved.keys() if now[n] != saved[n])
+    if added or removed or changed:
+        what = "; ".join(f"{label}: {', '.join(names)}" for label, names in
+                         (("new trials", added), ("trials no longer in it", removed), ("changed trials", changed))
+                         if names)
+        raise MtrlError(f"the recipe changed since the sweep in {sweep_dir} started ({what}); a sweep restores "
+                        "only the trials it began with: give a new folder with --out, or put the recipe back "
+                        f"({sweep_dir / 'recipe.yaml'} is the one it started with)")
+
+
 def _trial_name(trial) -> str:
     return trial.config["trial"]
 
@@ -183,6 +202,7 @@ def sweep(recipe_path: str | Path, out: str | Path | None = None, address: str |
         print(f"  {s['name']}: {s['runners']} runners", flush=True)
     if dry_run:
         return sweep_dir
+    check_same_trials(sweep_dir, specs)
     from ray import tune
 
     from mtrl.runners.pool import init_ray
@@ -194,6 +214,7 @@ def sweep(recipe_path: str | Path, out: str | Path | None = None, address: str |
         raise MtrlError("the recipe asks for learner_gpus but the Ray cluster has no GPU; set learner_gpus: 0")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    (sweep_dir / "trials.json").write_text(json.dumps(specs, indent=1))
     bundles = {s["name"]: [learner] + [{"CPU": s["runner_cpus"]}] * s["runners"] for s in specs}
     # One resource shape per trial; Tune takes a callable for per-trial placement groups.
     trainable = tune.with_resources(tune.with_parameters(run_trial, specs={s["name"]: s for s in specs}),

@@ -120,8 +120,9 @@ class Trainer:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         if self.replay is not None and self.cfg.sac.save_buffer:  # buffer first: a .pt implies its buffer
             self.replay.save(ckpt_dir / f"replay_{self.step:012d}.npz")
-        path = checkpoint.save(self.state(), ckpt_dir, self.step, self.cfg.keep_checkpoints,
-                               env_state=self.pool.get_state() if self.save_env else None)
+        # the env state first: a runner replaced while it is fetched counts in the state's runner_restarts
+        env_state = self.pool.get_state() if self.save_env else None
+        path = checkpoint.save(self.state(), ckpt_dir, self.step, self.cfg.keep_checkpoints, env_state=env_state)
         kept = {p.name.removeprefix("step_").removesuffix(".pt") for p in checkpoint.list_checkpoints(ckpt_dir)}
         for old in ckpt_dir.glob("replay_*.npz"):
             if old.name.removeprefix("replay_").removesuffix(".npz") not in kept:
@@ -373,7 +374,7 @@ def train(cfg: DictConfig, resume: Path | None = None, address: str | None = Non
         latest = (Path(from_checkpoint), checkpoint.load(Path(from_checkpoint), trusted=True))
         checkpoint.set_aside_newer(run_dir / "checkpoints", int(latest[1]["step"]))
     else:  # (path, state), read once; one's own run, so a pre-manifest checkpoint is accepted
-        latest = checkpoint.latest_intact(run_dir, trusted=True) if resume else None
+        latest = checkpoint.latest_intact(run_dir, trusted=True, with_env=True) if resume else None
     if not resume:
         if checkpoint.list_checkpoints(run_dir / "checkpoints"):
             raise MtrlError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "

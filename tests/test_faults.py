@@ -94,6 +94,23 @@ def test_checkpoint_is_weights_only_with_manifest_and_separate_env_state(tmp_pat
         assert checkpoint.latest_intact(run)[1]["step"] == 192
 
 
+def test_resume_skips_a_checkpoint_whose_env_file_is_damaged_or_missing(tmp_path):
+    run = _tiny_run(tmp_path)
+    newest, older = checkpoint.list_checkpoints(run / "checkpoints")[-1], checkpoint.list_checkpoints(run / "checkpoints")[-2]
+    env = checkpoint.env_path(newest)
+    env.write_bytes(env.read_bytes()[:-5])  # truncated: the model file alone still reads
+    assert checkpoint.latest_intact(run)[0] == newest  # eval needs no env state
+    with pytest.warns(UserWarning, match="does not match its manifest"):
+        assert checkpoint.latest_intact(run, with_env=True)[0] == older
+    env.unlink()
+    with pytest.warns(UserWarning, match="listed in .* is missing"):
+        assert checkpoint.latest_intact(run, with_env=True)[0] == older
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):  # resumes from the older one, goes on
+        train(build_config([], ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "checkpoint_every=192",
+                                "total_steps=576"]), resume=run)
+    assert checkpoint.latest_intact(run, with_env=True)[1]["step"] == 576
+
+
 def test_eval_refuses_a_checkpoint_whose_pickle_would_run_code(tmp_path):
     import torch
 
@@ -201,3 +218,21 @@ def test_bad_recipe_fails_before_any_trial(tmp_path):
     recipe.write_text("envs: [envs/minigrid-mt3.yaml]\nagents: [agents/mtppx.yaml]\nseeds: [0]\n")
     with pytest.raises(MtrlError, match="no agents preset"):
         trials(load_recipe(recipe))
+
+
+def test_restoring_a_sweep_whose_recipe_changed_is_refused_with_what_changed(tmp_path):
+    import json
+
+    from mtrl.sweep import check_same_trials, load_recipe, trials
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nenvs: [envs/minigrid-mt3.yaml]\nagents: [agents/mtppo.yaml]\nseeds: [0, 1]\n")
+    sweep_dir = tmp_path / "sweep"
+    (sweep_dir / "tune").mkdir(parents=True)
+    (sweep_dir / "trials.json").write_text(json.dumps(trials(load_recipe(recipe))))
+    check_same_trials(sweep_dir, trials(load_recipe(recipe)))  # the same recipe restores
+    recipe.write_text("name: r\nenvs: [envs/minigrid-mt3.yaml]\nagents: [agents/mtppo.yaml]\nseeds: [1, 2]\n"
+                      "overrides: {ppo.lr: 0.001}\n")
+    with pytest.raises(MtrlError, match=r"recipe changed .*new trials: minigrid-mt3_mtppo_s2; trials no longer in it: "
+                                        r"minigrid-mt3_mtppo_s0; changed trials: minigrid-mt3_mtppo_s1\).*--out"):
+        check_same_trials(sweep_dir, trials(load_recipe(recipe)))

@@ -130,3 +130,50 @@ def test_off_policy_collection_on_ray_matches_in_process(ray_cluster):
     assert np.all(a["terminated"] == 0)  # time-limit truncation is not termination
     local.close()
     remote.close()
+
+
+def test_a_temporarily_unavailable_runner_is_asked_again_before_it_is_replaced(monkeypatch):
+    """``ActorUnavailableError`` (a network blip, a restarting actor) is not a death: the same
+    actor is asked again; only one that stays away is replaced."""
+    import ray
+    import ray.exceptions
+
+    from mtrl.runners.pool import Calls
+
+    class Method:
+        def __init__(self, runner):
+            self.runner = runner
+
+        def remote(self, *args):
+            return (self.runner, args)
+
+    class FakeActor:
+        def __init__(self, name):
+            self.name = name
+            self.sample = Method(self)
+
+    kw = dict(taskset="minigrid/MT3", envs_per_task=1, seed=0)
+    probe = make(**kw)
+    spec = MTPPO(PPOConfig(), probe.obs_dim, probe.num_tasks, probe.single_action_space).policy_spec
+    pool = RunnerPool(kw, 3, spec, runners=0)  # in-process; then made to look remote
+    pool.remote, pool.runners = True, [FakeActor("a")]
+    answers = {"a": ["unavailable", "unavailable", "ok-a"], "b": ["ok-b"]}
+    monkeypatch.setattr("time.sleep", lambda s: None)
+
+    def fake_get(future):
+        runner, _ = future
+        reply = answers[runner.name].pop(0)
+        if reply == "unavailable":
+            raise ray.exceptions.ActorUnavailableError("node unreachable", None)
+        return reply
+
+    monkeypatch.setattr(ray, "get", fake_get)
+    assert pool._finish(Calls("sample", [(8,)], [(pool.runners[0], (8,))])) == ["ok-a"]
+    assert pool.restarts == 0  # answered on the third ask: never replaced
+
+    replaced = []
+    monkeypatch.setattr(pool, "_replace", lambda i, exc: (replaced.append(type(exc).__name__),
+                                                          pool.runners.__setitem__(i, FakeActor("b"))))
+    answers["a"] = ["unavailable"] * 4
+    assert pool._finish(Calls("sample", [(8,)], [(pool.runners[0], (8,))])) == ["ok-b"]
+    assert replaced == ["ActorUnavailableError"]  # away for 4 asks (> 3 retries): replaced once

@@ -95,6 +95,7 @@ class RunnerPool:
         self.restarts = 0  # runners replaced so far
         self._restart_times: list[float] = []
         self.max_restarts, self.restart_window = max_restarts, restart_window
+        self.unavailable_retries = 3  # a temporarily unavailable actor is asked again this often before it is replaced
         self._last_weights = None  # the newest weights sent (a replacement gets them)
         self._task_weights = None
         if not self.remote:
@@ -125,13 +126,25 @@ class RunnerPool:
 
         out = []
         for i, future in enumerate(calls.results):
+            tries = 0
             while True:
                 try:
                     out.append(ray.get(future))
                     break
+                except ray.exceptions.ActorUnavailableError as exc:
+                    # Transient (the actor's node is unreachable for a moment, or it is restarting):
+                    # ask the same actor again with a growing pause; replace it only if it stays away.
+                    tries += 1
+                    if tries > self.unavailable_retries:
+                        self._replace(i, exc)
+                        tries = 0
+                    else:
+                        print(f"runner {i} unavailable ({exc.__class__.__name__}); asking again "
+                              f"({tries}/{self.unavailable_retries})", flush=True)
+                        time.sleep(min(2.0 ** tries, 10.0))
                 except ray.exceptions.RayActorError as exc:
                     self._replace(i, exc)  # the replacement gets the newest weights first (actor calls run in order)
-                    future = getattr(self.runners[i], calls.method).remote(*calls.args[i])
+                future = getattr(self.runners[i], calls.method).remote(*calls.args[i])
         return out
 
     def _replace(self, i: int, exc: Exception) -> None:
