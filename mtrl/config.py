@@ -48,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     runners: int = 0  # 0: in-process sampling; N: N Ray actors
     runner_cpus: float = 1.0
+    learners: int = 1  # N > 1: N data-parallel MT-SAC learners on Ray, each on 1/N of every batch (mtrl.learners)
+    learner_cpus: float = 1.0  # CPUs (and torch threads) of each data-parallel learner
     # Per-task reward scale (mtrl.agents.reward_norm): none | running_std | max_return
     reward_norm: str = "none"
     obs: str = "flat"  # flat | image: MT-PPO on MiniGrid sees the 7x7 view as an image through a CNN
@@ -190,6 +192,14 @@ def validate(cfg: DictConfig) -> None:
                    "runner_max_restarts": cfg.runner_max_restarts}.items():
         if v < 0:
             raise MtrlError(f"{key} must be >= 0, got {v}")
+    if cfg.learners < 1 or cfg.learner_cpus <= 0:
+        raise MtrlError(f"learners must be >= 1 and learner_cpus > 0, got {cfg.learners}, {cfg.learner_cpus}")
+    if cfg.learners > 1:
+        if cfg.algo != "mtsac":
+            raise MtrlError(f"learners={cfg.learners} (data-parallel learners) works with algo=mtsac, got {cfg.algo}; "
+                            "MT-PPO here is bound by sampling: add runners instead")
+        if cfg.curriculum == "camrl":
+            raise MtrlError("curriculum camrl adds a loss on the learner's own networks; use learners=1 with it")
     if cfg.max_episode_steps is not None and cfg.max_episode_steps <= 0:
         raise MtrlError(f"max_episode_steps must be positive, got {cfg.max_episode_steps}")
     if cfg.ppo.lr <= 0 or not 0 < cfg.ppo.gamma <= 1:

@@ -35,8 +35,9 @@ def default_run_dir(cfg: DictConfig) -> Path:
     return Path("runs") / f"{name}_{cfg.algo}_s{cfg.seed}_{stamp}"
 
 
-def build_agent(cfg: DictConfig, env) -> Any:
-    """The learner named by ``cfg.algo`` with its config section (``cfg.ppo``, ``cfg.sac``)."""
+def build_agent(cfg: DictConfig, env, learners: int = 1, address: str | None = None) -> Any:
+    """The learner named by ``cfg.algo`` with its config section (``cfg.ppo``, ``cfg.sac``);
+    ``learners > 1``: that many data-parallel learners on Ray (:mod:`mtrl.learners`)."""
     from mtrl.agents import ALGORITHMS
 
     cls, section = ALGORITHMS[cfg.algo]
@@ -51,9 +52,14 @@ def build_agent(cfg: DictConfig, env) -> Any:
                 from mtrl.envs.descriptions import descriptions
 
                 section_cfg.arch_args = {**section_cfg.arch_args, "descriptions": descriptions(env.task_names)}
-        return cls(section_cfg, env.obs_dim, env.num_tasks, env.single_action_space,
-                   seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
-                   diagnostics_every=cfg.diagnostics_every)
+        kwargs = dict(seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
+                      diagnostics_every=cfg.diagnostics_every)
+        if learners > 1:
+            from mtrl.learners import LearnerGroup
+
+            return LearnerGroup(cls, section_cfg, env.obs_dim, env.num_tasks, env.single_action_space, learners,
+                                address=address, learner_cpus=cfg.learner_cpus, **kwargs)
+        return cls(section_cfg, env.obs_dim, env.num_tasks, env.single_action_space, **kwargs)
     except ValueError as exc:
         raise MtrlError(str(exc)) from None
 

@@ -50,7 +50,7 @@ class Trainer:
         self.task_names, self.total_slots = probe.task_names, probe.total_slots
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        self.agent = build_agent(cfg, probe)
+        self.agent = build_agent(cfg, probe, cfg.learners, address)
         self.stats = EpisodeStats(self.task_names, cfg.episode_window)
         self.step = 0
         self.rng = np.random.default_rng(cfg.seed + 777)  # replay sampling
@@ -354,6 +354,8 @@ class Trainer:
                 signal.signal(signal.SIGTERM, old_term)
             logger.close()
             self.pool.close()
+            if hasattr(self.agent, "close"):  # data-parallel learners (Ray actors)
+                self.agent.close()
             if self.eval_env is not None:
                 self.eval_env.close()
 

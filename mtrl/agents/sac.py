@@ -182,6 +182,32 @@ class MTSAC:
         # An extra actor-loss term (None: none), e.g. CAMRL's transfer regulariser on the per-task
         # actors installed by the curriculum; its gradient is added after surgery.
         self.extra_loss: Callable[[], torch.Tensor | None] | None = None
+        # Data-parallel learners (mtrl.learners): averages tensors in place over the learners, each of
+        # which updates on its share of the batch; applied to losses before the NaN checks and to
+        # gradients before every optimiser step, so all learners take the same step. None: one learner.
+        self.sync: Callable[[list[torch.Tensor]], None] | None = None
+
+    def set_sync(self, sync: Callable[[list[torch.Tensor]], None] | None) -> None:
+        """Join data-parallel learning (``sync`` averages tensors over the learners, in place)."""
+        self.sync = sync
+        self.critic_surgery.sync = self.actor_surgery.sync = sync
+
+    def _mean(self, *xs: torch.Tensor) -> list[torch.Tensor]:
+        """Detached copies of ``xs`` averaged over the learners (themselves with one learner)."""
+        out = [x.detach().clone() for x in xs]
+        if self.sync is not None:
+            self.sync(out)
+        return out
+
+    def _sync_grads(self, params) -> None:
+        """Average the gradients of ``params`` over the learners (a missing one counts as zero)."""
+        if self.sync is None:
+            return
+        params = list(params)
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.sync([p.grad for p in params])
 
     @property
     def policy(self) -> TanhGaussianActor:
@@ -242,15 +268,18 @@ class MTSAC:
         tids = torch.as_tensor(batch["task_ids"])
         alpha = self.log_alpha.detach().exp()
         out: dict[str, Any] = {}
+        # The policy noise may come with the batch (data-parallel learners: drawn once for the whole
+        # batch, so that N learners on its shares match one learner on all of it).
+        noise = {k: torch.as_tensor(batch[k]) for k in ("eps_next", "eps") if k in batch}
         with torch.no_grad():
-            na, nlogp = self.actor(nobs, tids, self.gen)
+            na, nlogp = self.actor(nobs, tids, self.gen, eps=noise.get("eps_next"))
             q_next = _combine(self.critic_target(nobs, na, tids), cfg.target) - alpha[tids] * nlogp
             y = rew + cfg.gamma * (1.0 - done) * q_next
         self.updates += 1
         if not self._critic_step(obs, act, tids, y, out):
             return {"sac/nan_skips": self.nan_skips}
         if self.updates % cfg.actor_update_freq == 0:
-            self._actor_step(obs, tids, alpha, out)
+            self._actor_step(obs, tids, alpha, out, noise.get("eps"))
         if self.updates % cfg.target_update_freq == 0:
             with torch.no_grad():
                 tp, p = list(self.critic_target.parameters()), list(self.critic.parameters())
@@ -285,11 +314,12 @@ class MTSAC:
             else:
                 q = self.critic(obs, act, tids)
                 sample_loss = 0.5 * (q - y).pow(2).sum(0)
-            critic_task, _ = per_task_mean(sample_loss, tids, T)
-            q_task = per_task_mean(q.detach().mean(0), tids, T)[0]
+            local_task, _ = per_task_mean(sample_loss, tids, T)
+            critic_task, q_task = self._mean(local_task, per_task_mean(q.detach().mean(0), tids, T)[0])
             ok = bool(torch.isfinite(critic_task).all())
             if ok:
-                critic_task.mean().backward()
+                local_task.mean().backward()
+                self._sync_grads(self.critic.parameters())
         if not ok:
             self.critic_opt.zero_grad(set_to_none=True)
             self._skip("critic")
@@ -299,10 +329,11 @@ class MTSAC:
         out["sac/q"] = q_task.detach().numpy()
         return True
 
-    def _actor_step(self, obs, tids, alpha, out: dict[str, Any]) -> None:
+    def _actor_step(self, obs, tids, alpha, out: dict[str, Any], eps: torch.Tensor | None = None) -> None:
         """Actor update (plain or surgery) and the temperatures' update (always per task)."""
         T, n = self.num_tasks, self.per_task
-        eps = torch.randn((obs.shape[0], self.act_dim), generator=self.gen)
+        if eps is None:
+            eps = torch.randn((obs.shape[0], self.act_dim), generator=self.gen)
         self.actor_opt.zero_grad(set_to_none=True)
         surgery = self.actor_surgery.active()
         if surgery:
@@ -323,7 +354,8 @@ class MTSAC:
         alpha_task, _ = per_task_mean(-self.log_alpha[tids] * (logp.detach() + self.target_entropy), tids, T)
         alpha_loss = alpha_task.sum()
         extra = self.extra_loss() if self.extra_loss is not None else None
-        if not (torch.isfinite(actor_task).all() and torch.isfinite(alpha_loss)
+        global_actor, global_alpha = self._mean(actor_task, alpha_task)  # over the learners (surgery's are already)
+        if not (torch.isfinite(global_actor).all() and torch.isfinite(global_alpha).all()
                 and (extra is None or torch.isfinite(extra))):
             self.actor_opt.zero_grad(set_to_none=True)
             self._skip("actor/alpha")
@@ -331,6 +363,7 @@ class MTSAC:
         if not surgery:
             total = actor_task.mean() if extra is None else actor_task.mean() + extra
             total.backward(inputs=list(self.actor.parameters()))  # no critic weight grads
+            self._sync_grads(self.actor.parameters())
         elif extra is not None:
             extra.backward(inputs=list(self.actor.parameters()))
         if extra is not None:
@@ -338,9 +371,10 @@ class MTSAC:
         self.actor_opt.step()
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
+        self._sync_grads([self.log_alpha])
         self.alpha_opt.step()
-        out["loss/actor"] = actor_task.detach().numpy()
-        out["loss/alpha"] = alpha_task.detach().numpy()
+        out["loss/actor"] = global_actor.numpy()
+        out["loss/alpha"] = global_alpha.numpy()
         out["sac/entropy"] = per_task_mean(-logp.detach(), tids, T)[0].numpy()
 
 

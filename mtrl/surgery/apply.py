@@ -47,6 +47,9 @@ class SurgeryStep:
         self.params = dict(named)
         self.calls = 0
         self._diag_due: bool | None = None  # set by active() for the update in progress
+        # Data-parallel learners: averages tensors over the learners in place. The per-task gradient
+        # blocks and losses are averaged before aggregation, so the aggregator sees the global ones.
+        self.sync: Callable[[list[torch.Tensor]], None] | None = None
 
     def active(self) -> bool:
         """Whether this update needs the Jacobian (surgery, or diagnostics due). Learners call it
@@ -87,6 +90,10 @@ class SurgeryStep:
                 k = self.params[n].numel()
                 grads[n] = rows[:, off:off + k].view(T, *self.params[n].shape)
                 off += k
+        if self.sync is not None:
+            grads = {n: g.clone() for n, g in grads.items()}  # vmap's outputs may be views of one buffer
+            losses = losses.clone()
+            self.sync([*grads.values(), losses])
         check = losses if present is None else losses[present]
         if not bool(torch.isfinite(check).all()):
             return {"losses": losses, "aux": aux, "stats": {}, "applied": False}
