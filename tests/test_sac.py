@@ -277,3 +277,23 @@ def test_categorical_critic_skips_a_nan_target_instead_of_crashing():
     with pytest.warns(UserWarning, match="non-finite MT-SAC critic loss"):
         agent.update(batch)
     assert agent.nan_skips == 1
+
+
+def test_sac_target_bootstraps_through_time_limits_and_not_through_termination(monkeypatch):
+    """``terminated`` (a real end) cuts the bootstrap; a time-limit truncation is stored with
+    terminated = 0 (runners), so its target keeps gamma * (Q' - alpha log pi')."""
+    agent = MTSAC(SACConfig(hidden=[16], batch_per_task=2, gamma=0.9), 6, 1, BOX, seed=0)
+    seen = {}
+    monkeypatch.setattr(agent, "_critic_step", lambda obs, act, tids, y, out: seen.setdefault("y", y) is None)
+    batch = {"obs": np.zeros((2, 6), np.float32), "actions": np.zeros((2, 4), np.float32),
+             "rewards": np.array([1.0, 1.0], np.float32), "next_obs": np.ones((2, 6), np.float32),
+             "terminated": np.array([1.0, 0.0], np.float32), "task_ids": np.zeros(2, np.int64)}
+    agent.update(batch)
+    y = seen["y"]
+    assert y[0] == 1.0  # terminal: the reward alone
+    with torch.no_grad():  # same next observation and noise stream: recompute the bootstrap value
+        agent.gen.manual_seed(0 + 4242)
+        na, nlogp = agent.actor(torch.ones(2, 6), torch.zeros(2, dtype=torch.long), agent.gen)
+        q = agent.critic_target(torch.ones(2, 6), na, torch.zeros(2, dtype=torch.long)).min(0).values
+        expect = 1.0 + 0.9 * (q - agent.log_alpha.exp()[0] * nlogp)
+    assert torch.allclose(y[1], expect[1], atol=1e-5) and abs(float(y[1]) - 1.0) > 1e-3
