@@ -108,6 +108,9 @@ class MiniGridFlat(gym.ObservationWrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (MINIGRID_OBS_DIM,), np.float32)
+        from mtrl.envs.minigrid_obs import install
+
+        install(env)  # MiniGrid's gen_obs, computed ~3x faster (mtrl/envs/minigrid_obs.py)
 
     _offsets = np.array([0, _MG_BITS[0], _MG_BITS[0] + _MG_BITS[1]])
     _cells = np.arange(49)[:, None] * sum(_MG_BITS)
