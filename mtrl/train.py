@@ -50,6 +50,10 @@ class Trainer:
         self.task_names, self.total_slots = probe.task_names, probe.total_slots
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
+        if cfg.runners or cfg.learners > 1:  # Ray's own log lines to the run folder, not the console
+            from mtrl.runners.pool import init_ray
+
+            init_ray(address, log_file=run_dir / "ray.log")
         self.agent = build_agent(cfg, probe, cfg.learners, address)
         self.stats = EpisodeStats(self.task_names, cfg.episode_window)
         self.step = 0

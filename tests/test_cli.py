@@ -67,6 +67,9 @@ def test_train_with_two_ray_runners(tmp_path):
              "runners=2", f"run_dir={run}")
     assert r.returncode == 0, r.stderr
     assert "2 Ray runners" in r.stdout and list((run / "checkpoints").glob("step_*.pt"))
+    # Ray's own log lines (start-up warnings, "Started a local Ray instance") go to the run folder
+    assert "Started a local Ray instance" in (run / "ray.log").read_text()
+    assert not [line for line in r.stderr.splitlines() if "ray" in line.lower()], r.stderr
 
 
 @pytest.mark.parametrize("args,needle", [

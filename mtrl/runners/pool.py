@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,11 @@ from mtrl.errors import MtrlError
 from mtrl.runners.runner import Runner, merge_rollouts, merge_transitions
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start a local Ray cluster (``address=None``) or join one (``"auto"`` or ``host:port``)."""
+def init_ray(address: str | None = None, num_cpus: int | None = None, log_file: Path | None = None) -> None:
+    """Start a local Ray cluster (``address=None``) or join one (``"auto"`` or ``host:port``).
+
+    ``log_file``: Ray's own log lines (start-up warnings, worker output forwarded to the driver)
+    go to that file instead of the console, which keeps mtrl's progress lines."""
     import ray
 
     if ray.is_initialized():
@@ -34,14 +38,42 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if address not in (None, "auto", "local"):
         _check_reachable(address)
+    if log_file is not None:
+        _log_ray_to(Path(log_file))
     try:
         # address="local" always starts a fresh cluster: without it Ray would try to join the
         # cluster named in /tmp/ray/ray_current_cluster, which may be a dead one.
         ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,
-                 configure_logging=True, logging_level="warning", log_to_driver=True)
+                 configure_logging=log_file is None, logging_level="warning", log_to_driver=True)
     except ConnectionError as exc:
         raise MtrlError(f"cannot join Ray cluster at {address!r}: {exc}; start one with `ray start --head` "
                         "or leave --address out for a local cluster") from None
+
+
+def _is_ray(record) -> bool:
+    return record.name == "ray" or record.name.startswith("ray.")
+
+
+def _log_ray_to(log_file: Path) -> None:
+    """Records of the ``ray`` loggers to ``log_file``; every other logger's warnings still reach
+    stderr as Python's last-resort handler would print them. (``ray.init(configure_logging=
+    False)`` clears the ``ray`` logger's own handlers, so the file handler sits on the root
+    logger and ``ray`` propagates to it.)"""
+    import logging
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s -- %(message)s"))
+    to_file.addFilter(_is_ray)
+    others = logging.StreamHandler()
+    others.setLevel(logging.WARNING)
+    others.addFilter(lambda r: not _is_ray(r))
+    root = logging.getLogger()
+    root.addHandler(to_file)
+    root.addHandler(others)
+    ray_logger = logging.getLogger("ray")
+    ray_logger.setLevel(logging.INFO)
+    ray_logger.propagate = True
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
