@@ -200,6 +200,9 @@ def validate(cfg: DictConfig) -> None:
                             "MT-PPO here is bound by sampling: add runners instead")
         if cfg.curriculum == "camrl":
             raise MtrlError("curriculum camrl adds a loss on the learner's own networks; use learners=1 with it")
+        if cfg.sac.batch_size is None and cfg.sac.batch_per_task % cfg.learners:  # (a batch_size: checked at build)
+            raise MtrlError(f"learners={cfg.learners} must divide sac.batch_per_task={cfg.sac.batch_per_task} (each "
+                            "learner takes an equal share of every task's transitions)")
     if cfg.max_episode_steps is not None and cfg.max_episode_steps <= 0:
         raise MtrlError(f"max_episode_steps must be positive, got {cfg.max_episode_steps}")
     if cfg.ppo.lr <= 0 or not 0 < cfg.ppo.gamma <= 1:
@@ -280,6 +283,11 @@ def _validate_arch(cfg: DictConfig, section: str, task_names: list[str]) -> None
     archs.check_args(name, args)
     if "descriptions" in args:
         raise MtrlError(f"{section}.arch_args.descriptions is set from the task set's descriptions; drop it")
+    try:  # the option values: build a small trunk of this architecture
+        extra = {"descriptions": ["a task"] * 2} if archs.get(name).needs_descriptions else {}
+        archs.build(name, 4, list(cfg[section].hidden)[:1] or [8], 2, **args, **extra)
+    except (ValueError, TypeError, ZeroDivisionError) as exc:
+        raise MtrlError(f"bad {section}.arch_args for {name}: {exc}") from None
     if name != "mlp" and cfg[section].heads in ("ensemble", "options"):
         raise MtrlError(f"{section}.arch={name} needs shared trunks; {section}.heads={cfg[section].heads} has its own "
                         f"networks: use {section}.arch=mlp or heads single / multi")

@@ -47,10 +47,15 @@ class _Learner:
 
         return ray.util.get_node_ip_address(), _free_port()
 
-    def join(self, rank: int, world: int, host: str, port: int) -> None:
+    def join(self, rank: int, world: int, host: str, port: int, timeout_s: float) -> None:
+        from datetime import timedelta
+
         import torch.distributed as dist
 
-        dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=world)
+        # the timeout bounds every collective: a learner that failed or died makes the others fail
+        # after it instead of waiting on the all-reduce forever
+        dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
         self.world = world
 
         def sync(tensors: list[torch.Tensor]) -> None:
@@ -86,7 +91,8 @@ class LearnerGroup:
     on_policy = False
 
     def __init__(self, cls: type, section_cfg: Any, obs_dim: int, num_tasks: int, action_space: Any, n: int,
-                 seed: int = 0, address: str | None = None, learner_cpus: float = 1.0, **kwargs: Any):
+                 seed: int = 0, address: str | None = None, learner_cpus: float = 1.0, timeout_s: float = 120.0,
+                 **kwargs: Any):
         import copy
 
         import ray
@@ -106,7 +112,7 @@ class LearnerGroup:
         actor = ray.remote(num_cpus=learner_cpus)(_Learner)
         self.learners = [actor.remote(make, int(max(learner_cpus, 1))) for _ in range(n)]
         host, port = ray.get(self.learners[0].address.remote())
-        ray.get([a.join.remote(i, n, host, port) for i, a in enumerate(self.learners)])
+        self._get([a.join.remote(i, n, host, port, timeout_s) for i, a in enumerate(self.learners)])
         self.gen = np.random.default_rng(seed + 31337)  # the policy noise of each update, for all shares
         self.name, self.cfg, self.num_tasks = self.local.name, self.local.cfg, num_tasks
         self.policy_spec = self.local.policy_spec
@@ -114,7 +120,25 @@ class LearnerGroup:
 
     @property
     def policy(self):
+        """The local replica's policy with learner 0's current weights (evaluation, videos)."""
+        self.policy_state()
         return self.local.policy
+
+    def _get(self, futures: list) -> list:
+        """All learners' answers; the first failure stops the group with one clear error (the
+        other learners then fail their pending all-reduce within the timeout)."""
+        import ray
+
+        pending = list(futures)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(done[0])
+            except ray.exceptions.RayError as exc:
+                self.close()
+                raise MtrlError(f"a data-parallel learner failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                                "the last checkpoint is intact: continue with `mtrl train --resume RUN_DIR`") from None
+        return ray.get(futures)
 
     @property
     def networks(self) -> dict[str, torch.nn.Module]:
@@ -134,32 +158,33 @@ class LearnerGroup:
         return out
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        import ray
 
-        outs = ray.get([a.update.remote(s) for a, s in zip(self.learners, self.shares(batch))])
+        outs = self._get([a.update.remote(s) for a, s in zip(self.learners, self.shares(batch))])
         self.updates += 1
         return outs[0]  # losses were averaged over the learners; the rest is learner 0's share
 
     def policy_state(self) -> dict[str, torch.Tensor]:
-        import ray
 
-        weights = ray.get(self.learners[0].policy_state.remote())
+        weights = self._get([self.learners[0].policy_state.remote()])[0]
         self.local.policy.load_state_dict(weights)
         return weights
 
     def state_dict(self) -> dict[str, Any]:
-        import ray
 
-        return {**ray.get(self.learners[0].state_dict.remote()), "group_gen": self.gen.bit_generator.state}
+        return {**self._get([self.learners[0].state_dict.remote()])[0], "group_gen": self.gen.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        import ray
 
-        ray.get([a.load_state_dict.remote(state) for a in self.learners])
-        self.local.load_state_dict(state)
+        self._get([a.load_state_dict.remote(state) for a in self.learners])
+        self.local.load_state_dict({k: v for k, v in state.items() if k != "group_gen"})
         self.updates = int(state.get("updates", 0))
-        if "group_gen" in state:  # absent when resuming a one-learner run with learners: N
+        if "group_gen" in state:
             self.gen.bit_generator.state = state["group_gen"]
+        else:
+            import warnings
+
+            warnings.warn(f"resuming a one-learner run with learners={self.n}: the policy noise now comes from the "
+                          "group's generator, so the run does not continue exactly", stacklevel=2)
 
     def task_stats(self, out: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         return self.local.task_stats(out)
@@ -168,4 +193,7 @@ class LearnerGroup:
         import ray
 
         for a in self.learners:
-            ray.kill(a)
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001 - already gone
+                pass

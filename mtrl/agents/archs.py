@@ -119,23 +119,28 @@ class SoftModTrunk(nn.Module):
         u = f(s) * h(z_t)
         p^1 = W_d^1 ReLU(u),    p^{l+1} = W_d^{l+1} ReLU(W_u^l softmax(p^l) * u)
         g_j^{l+1} = sum_i softmax(p^l)_{j,i} m_i^l(g^l),   m_i^l(g) = act(W_{l,i} g_i + b_{l,i})
+        out = sum_j softmax(p^L)_j g_j^L
 
-    where each ``p^l`` is an ``n x n`` matrix (softmax over the input modules i). The first
-    module layer reads ``f(s)``; the output is the sum of the last layer's modules."""
+    where ``p^1 .. p^{L-1}`` are ``n x n`` matrices (softmax over the input modules i) and the
+    last, ``p^L``, has ``n`` entries that weigh the last layer's modules (the paper's eq. 9);
+    the first module layer reads ``f(s)``. ``layers >= 2`` (with one there is nothing to route).
+    The task one-hot stays in ``x`` (the paper's ``f(s)`` reads the state alone)."""
 
     def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.ReLU,
                  modules: int = 4, layers: int = 2, module_width: int | None = None):
         super().__init__()
         # default width: n modules of w^2 weights hold about as many as one h x h layer (w = h / sqrt(n))
-        module_width = module_width or max(int((hidden[-1] if hidden else 256) / math.sqrt(modules)), 8)
-        if modules < 1 or layers < 1 or module_width < 1:
-            raise ValueError(f"softmod needs modules, layers and module_width >= 1, got {modules}, {layers}, {module_width}")
+        module_width = module_width or max(int((hidden[-1] if hidden else 256) / math.sqrt(max(modules, 1))), 8)
+        if modules < 1 or layers < 2 or module_width < 1:
+            raise ValueError(f"softmod needs modules >= 1, layers >= 2 and module_width >= 1, got {modules}, {layers}, "
+                             f"{module_width}")
         d = hidden[0] if hidden else 256
         n = self.n = modules
         self.embed = nn.Sequential(nn.Linear(in_dim, d), act())
         self.task = TaskTable(num_tasks, d, init=lambda w: nn.init.normal_(w, 1.0, 0.1))
         self.route_down = nn.ModuleList(nn.Linear(d, n * n) for _ in range(layers - 1))
-        self.route_up = nn.ModuleList(nn.Linear(n * n, d) for _ in range(layers - 2))
+        self.route_up = nn.ModuleList(nn.Linear(n * n, d) for _ in range(layers - 1))
+        self.route_out = nn.Linear(d, n)  # p^L: the weights of the last layer's modules
         # module weights of one layer as [n, in, out]: all modules in one batched matmul
         self.w, self.b = stacked_layers(n, [d] + [module_width] * layers)
         self.act = act()
@@ -155,7 +160,8 @@ class SoftModTrunk(nn.Module):
             probs = logits.view(-1, n, n).softmax(-1)  # [B, j (to), i (from)]
             mixed = torch.bmm(probs, g)  # [B, n, w]: module j's input
             g = self.act(torch.einsum("bnd,ndo->bno", mixed, self.w[i]) + self.b[i])
-        return g.sum(1)
+        last = self.route_out(torch.relu(self.route_up[-1](probs.flatten(1)) * u)).softmax(-1)  # [B, n]
+        return (last.unsqueeze(-1) * g).sum(1)
 
 
 class CARETrunk(nn.Module):
@@ -167,7 +173,8 @@ class CARETrunk(nn.Module):
         z_ctx = MLP_ctx(e_t),   alpha = softmax(W_a z_ctx),   z_enc = sum_j alpha_j enc_j(s)
 
     and the trunk is an MLP (``hidden``) on ``[z_enc, z_ctx]``. The context encoder and
-    attention are shared (they read descriptions, so related tasks share them)."""
+    attention are shared (they read descriptions, so related tasks share them). The encoders
+    read the whole input, task one-hot included (the paper's read the state alone)."""
 
     def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.ReLU,
                  descriptions: Sequence[str] = (), experts: int = 4, encoder_dim: int = 64, context_dim: int = 32,
@@ -223,6 +230,8 @@ class MOORETrunk(nn.Module):
     encoder, here one learned row per task):
 
         U = GS(h_1(s), ..., h_k(s)),   z = tanh(sum_j w_{t,j} u_j)
+
+    The experts read the whole input, task one-hot included (the paper's read the state alone).
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.ReLU,

@@ -230,6 +230,9 @@ class MTSAC:
                 "critic_surgery": self.critic_surgery.state_dict(), "actor_surgery": self.actor_surgery.state_dict()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
+        if "group_gen" in s and self.sync is None:
+            warnings.warn("resuming a run trained with learners > 1 with one learner: the policy noise now comes from "
+                          "the learner's own generator, so the run does not continue exactly", stacklevel=2)
         self.actor.load_state_dict(s["actor"])
         self.critic.load_state_dict(upgrade_ensemble_critic(s["critic"]))  # older checkpoints: ensemble layout
         self.critic_target.load_state_dict(upgrade_ensemble_critic(s["critic_target"]))
@@ -292,10 +295,12 @@ class MTSAC:
         """Critic update (plain backward, or per-task gradients + surgery); False if skipped (NaN)."""
         T, n = self.num_tasks, self.per_task
         self.critic_opt.zero_grad(set_to_none=True)
-        if self.categorical and not bool(torch.isfinite(y).all()):  # two_hot cannot place a NaN target
-            self.critic_opt.zero_grad(set_to_none=True)
-            self._skip("critic")
-            return False
+        if self.categorical:  # two_hot cannot place a NaN target (every learner skips if any share has one)
+            finite, = self._mean(torch.isfinite(y).all().to(torch.float32))
+            if float(finite) < 1.0:
+                self.critic_opt.zero_grad(set_to_none=True)
+                self._skip("critic")
+                return False
         p = two_hot(y, self.critic.support) if self.categorical else None  # [B, bins] target distribution
         if self.critic_surgery.active():
             tb = {"obs": obs.view(T, n, -1), "act": act.view(T, n, -1), "tids": tids.view(T, n), "y": y.view(T, n)}
@@ -303,7 +308,8 @@ class MTSAC:
                 tb["p"] = p.view(T, n, -1)
                 tb["support"] = self.critic.support.expand(T, -1)
             res = self.critic_surgery(_critic_task_ce if self.categorical else _critic_task_loss, tb)
-            critic_task, q_task = res["losses"], res["aux"]["q"]
+            critic_task = res["losses"]
+            q_task, = self._mean(res["aux"]["q"])
             out.update(_prefixed("critic", res["stats"]))
             ok = bool(torch.isfinite(critic_task).all())
         else:
@@ -375,7 +381,7 @@ class MTSAC:
         self.alpha_opt.step()
         out["loss/actor"] = global_actor.numpy()
         out["loss/alpha"] = global_alpha.numpy()
-        out["sac/entropy"] = per_task_mean(-logp.detach(), tids, T)[0].numpy()
+        out["sac/entropy"] = self._mean(per_task_mean(-logp.detach(), tids, T)[0])[0].numpy()
 
 
 def _prefixed(loss: str, stats: dict[str, Any]) -> dict[str, Any]:

@@ -29,10 +29,10 @@ def validate(cfg: Any, task_names: list[str]) -> None:
         if not cfg.demos:
             raise MtrlError(f"algo=bc needs demonstrations: {HOW_TO}")
         meta = _check_demos_folder(cfg, task_names)
-        if not meta.get("labels", True) and (cfg.one_hot or cfg.ppo.heads != "single"):
+        if not meta.get("labels", True) and (cfg.one_hot or cfg.ppo.heads != "single" or cfg.ppo.arch != "mlp"):
             raise MtrlError(f"BC from unlabelled demonstrations ({cfg.demos}) cannot feed the policy a task id; "
-                            "set one_hot=false and ppo.heads=single (one policy over observations) or use "
-                            "labelled demos")
+                            "set one_hot=false, ppo.heads=single and ppo.arch=mlp (one policy over observations) "
+                            "or use labelled demos")
         return
     if cfg.imitation is None:
         raise MtrlError("demos= is set but no imitation method is; use an imitation preset (agents/gail.yaml, "
