@@ -170,13 +170,15 @@ def test_sac_learns_a_fixed_batch_with_each_arch_under_pcgrad(name):
     assert torch.allclose(runner_policy(obs, tids, deterministic=True)[0], agent.actor(obs, tids, deterministic=True)[0])
 
 
-def test_per_task_parameters_get_only_their_own_tasks_gradient_under_surgery():
-    net = _build("film")
+@pytest.mark.parametrize("name,specific", [("film", ("gamma", "beta")), ("lora", ("adapters",))])
+def test_per_task_parameters_get_only_their_own_tasks_gradient_under_surgery(name, specific):
+    net = _build(name)
     _perturb_task(net, 0)
+    _perturb_task(net, 2)
     x, t = _rows()
     target = torch.randn(4 * T, net.out_dim)
     step = SurgeryStep(net, get_surgery("pcgrad"))
-    assert all(n.startswith(("gamma", "beta")) for n in step.specific) and step.specific
+    assert all(n.startswith(specific) for n in step.specific) and step.specific
 
     def task_loss(call, tb):
         return (call(tb["x"], tb["t"]) - tb["y"]).pow(2).mean(), {}
@@ -187,8 +189,57 @@ def test_per_task_parameters_get_only_their_own_tasks_gradient_under_surgery():
     own = copy.deepcopy(net)
     own.zero_grad()
     ((own(x[t == 2], t[t == 2]) - target[t == 2]).pow(2).mean() / T).backward()
-    g, g_own = dict(net.named_parameters())["gamma.0.weight"].grad, dict(own.named_parameters())["gamma.0.weight"].grad
-    assert torch.allclose(g[2], g_own[2], atol=1e-6)  # task 2's row: task 2's gradient, at the mean's scale
+    theirs = dict(own.named_parameters())
+    for n in step.specific:  # every per-task parameter: task 2's part holds task 2's gradient at the mean's scale
+        g, g_own = dict(net.named_parameters())[n].grad, theirs[n].grad
+        if name == "film":
+            assert torch.allclose(g[2], g_own[2], atol=1e-6), n
+        else:  # LoRA: A [in, T r] columns / B [T r, out] rows of task 2
+            r = 4
+            part = (slice(None), slice(2 * r, 3 * r)) if n.endswith(".A") else (slice(2 * r, 3 * r),)
+            assert torch.allclose(g[part], g_own[part], atol=1e-6), n
+            assert g_own.abs().sum() == g_own[part].abs().sum()  # task 2's loss touches only its own part
+
+
+@pytest.mark.parametrize("name", list(archs.ARCHS))
+def test_vmapped_per_task_gradients_equal_the_loop_for_every_arch(name):
+    from mtrl.surgery.jacobian import naive_per_task_grads, per_task_grads
+
+    net = _build(name)
+    _perturb_task(net, 1)
+    x, t = _rows()
+    target = torch.randn(4 * T, net.out_dim)
+
+    def task_loss(call, tb):
+        return (call(tb["x"], tb["t"]) - tb["y"]).pow(2).mean(), {}
+
+    names = [n for n, _ in net.named_parameters()]
+    grads, losses, _ = per_task_grads(net, names, task_loss, {"x": x.view(T, 4, D), "t": t.view(T, 4),
+                                                              "y": target.view(T, 4, -1)})
+    per = torch.stack([(net(x[t == k], t[t == k]) - target[t == k]).pow(2).mean() for k in range(T)])
+    loop = naive_per_task_grads(per, [p for _, p in net.named_parameters()])
+    vm = torch.cat([grads[n].flatten(1) for n in names], 1)
+    assert torch.allclose(vm, loop, atol=1e-5) and torch.allclose(losses, per.detach(), atol=1e-6)
+
+
+def test_the_plain_mlp_keeps_its_state_dict_keys():
+    """Checkpoints written before the registry load: the MLP trunks' parameter names are unchanged."""
+    actor = build_policy({"kind": "sac", "obs_dim": 6, "num_tasks": 2, "act_dim": 4, "hidden": [8, 8]})
+    assert [k for k in actor.state_dict() if k.startswith("trunk")] == \
+        ["trunk.0.weight", "trunk.0.bias", "trunk.2.weight", "trunk.2.bias"]
+    ppo = build_policy({"kind": "ppo", "obs_dim": 6, "num_tasks": 2, "action_space": gym.spaces.Discrete(3),
+                        "hidden": [8]})
+    assert {k for k in ppo.state_dict() if "trunk" in k} == {"actor_trunk.0.weight", "actor_trunk.0.bias",
+                                                            "critic_trunk.0.weight", "critic_trunk.0.bias"}
+
+
+def test_softmod_weighs_the_last_modules_by_a_routed_softmax():
+    net = _build("softmod", modules=3, layers=2)
+    x, t = _rows()
+    net(x, t).pow(2).sum().backward()
+    assert net.route_out.weight.grad.abs().sum() > 0 and net.task.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="layers >= 2"):
+        _build("softmod", layers=1)
 
 
 @pytest.mark.parametrize("name", ["softmod", "moore", "paco", "multihead"])
@@ -214,6 +265,10 @@ def test_bad_architecture_input_is_a_clear_error():
         build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.arch=moor"])
     with pytest.raises(MtrlError, match="architecture 'moore' takes no option 'rank'; its options: experts"):
         build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.arch=moore", "sac.arch_args.rank=2"])
+    with pytest.raises(MtrlError, match="bad sac.arch_args for softmod: softmod needs modules >= 1"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.arch=softmod", "sac.arch_args={modules: 0}"])
+    with pytest.raises(MtrlError, match="bad sac.arch_args for moore"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.arch=moore", "sac.arch_args={experts: 999}"])
     with pytest.raises(MtrlError, match="needs shared trunks"):
         build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.arch=paco", "sac.heads=ensemble"])
     with pytest.raises(MtrlError, match="no description, which this architecture needs: CartPole-v1$|CartPole-v1;"):

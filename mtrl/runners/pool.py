@@ -166,6 +166,8 @@ class RunnerPool:
                 except ray.exceptions.ActorUnavailableError as exc:
                     # Transient (the actor's node is unreachable for a moment, or it is restarting):
                     # ask the same actor again with a growing pause; replace it only if it stays away.
+                    # The first call may still have run: its envs then stepped one extra rollout, whose
+                    # transitions are dropped (episodes go on; nothing is counted twice).
                     tries += 1
                     if tries > self.unavailable_retries:
                         self._replace(i, exc)
