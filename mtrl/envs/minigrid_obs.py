@@ -105,5 +105,16 @@ def install(env) -> bool:
     base = env.unwrapped
     if not isinstance(base, MiniGridEnv) or type(base).gen_obs is not MiniGridEnv.gen_obs:
         return False
-    base.gen_obs = fast_gen_obs.__get__(base)
+    base.gen_obs = FastGenObs(base)
     return True
+
+
+class FastGenObs:
+    """``env.gen_obs`` replaced by :func:`fast_gen_obs`: a small object rather than a bound method,
+    so that the env still pickles (checkpoints hold the runners' envs)."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __call__(self) -> dict[str, Any]:
+        return fast_gen_obs(self.env)
