@@ -243,8 +243,10 @@ def test_more_bad_imitation_input_gets_one_line(tmp_path, demos):
         build_config([*base, "agents/gail.yaml"], [f"demos={demos['labelled']}", "curriculum=success"])
     with pytest.raises(MtrlError, match="ppo.heads=options is for imitation=mhairl"):
         build_config([*base, "agents/bc.yaml"], [f"demos={demos['labelled']}", "ppo.heads=options"])
-    with pytest.raises(MtrlError, match="one_hot=false and ppo.heads=single"):
+    with pytest.raises(MtrlError, match="one_hot=false, ppo.heads=single and ppo.arch=mlp"):
         build_config([*base, "agents/bc.yaml"], [f"demos={demos['unlabelled']}", "one_hot=false", "ppo.heads=multi"])
+    with pytest.raises(MtrlError, match="one_hot=false, ppo.heads=single and ppo.arch=mlp"):  # per-task params
+        build_config([*base, "agents/bc.yaml"], [f"demos={demos['unlabelled']}", "one_hot=false", "ppo.arch=film"])
     with pytest.raises(MtrlError, match="keep one_hot=true"):
         build_config([*base, "agents/mhairl.yaml"], [f"demos={demos['labelled']}", "one_hot=false"])
     with pytest.raises(MtrlError, match="list of layer widths"):
