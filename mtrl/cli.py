@@ -1,4 +1,4 @@
-"""``mtrl`` command line: ``tasksets``, ``train``, ``eval``, ``record``, ``demos``, ``compare``."""
+"""``mtrl`` command line: ``tasksets``, ``archs``, ``train``, ``eval``, ``record``, ``demos``, ``compare``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def _cmd_tasksets(args: argparse.Namespace) -> None:
         if ts.test:
             print("    test:  " + ", ".join(t.name for t in ts.test))
     print("custom: an env preset with `tasks: [...]` of Meta-World task names or gymnasium ids")
+
+
+def _cmd_archs(args: argparse.Namespace) -> None:
+    from mtrl.agents import archs
+
+    for name, entry in archs.ARCHS.items():
+        doc = entry.summary
+        opts = ", ".join(f"{k}={v!r}" for k, v in archs.options(name).items() if k != "descriptions")
+        extra = " (per-task output heads)" if entry.heads else ""
+        extra += " (needs task descriptions: mtrl/envs/descriptions.py)" if entry.needs_descriptions else ""
+        print(f"{name}{extra}\n    {doc}\n    arch_args: {opts or 'none'}")
+    print("use: sac.arch=NAME or ppo.arch=NAME, options as 'sac.arch_args={key: value}'")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -112,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("tasksets", help="list the task sets and their tasks")
     s.set_defaults(func=_cmd_tasksets)
+    s = sub.add_parser("archs", help="list the network architectures (sac.arch / ppo.arch) and their options")
+    s.set_defaults(func=_cmd_archs)
     s = sub.add_parser("train", help="train a multi-task policy",
                        description="mtrl train ENV_PRESET AGENT_PRESET [key=value ...] [--address ADDR] [--resume RUN_DIR]")
     s.add_argument("items", nargs="*", metavar="PRESET_OR_KEY=VALUE",

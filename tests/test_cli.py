@@ -23,6 +23,13 @@ def test_tasksets_lists_sets_and_tasks():
         assert s in r.stdout
 
 
+def test_archs_lists_the_architectures_and_their_options():
+    r = mtrl("archs")
+    assert r.returncode == 0, r.stderr
+    for s in ["moore", "experts=4", "softmod", "modules=4", "care (needs task descriptions", "lora", "rank=4"]:
+        assert s in r.stdout
+
+
 def test_train_end_to_end_writes_config_checkpoint_and_tensorboard(tmp_path):
     run = tmp_path / "run"
     r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", "total_steps=1000", "ppo.num_steps=64",
@@ -113,7 +120,7 @@ def test_malformed_yaml_and_missing_preset(tmp_path):
     assert r.returncode == 2 and "not a run folder" in r.stderr
 
 
-@pytest.mark.parametrize("command", [None, "tasksets", "train", "eval", "record", "demos", "compare"])
+@pytest.mark.parametrize("command", [None, "tasksets", "archs", "train", "eval", "record", "demos", "compare"])
 def test_help_of_every_command_prints_usage(command):
     r = mtrl(*([command] if command else []), "--help")
     assert r.returncode == 0, r.stderr

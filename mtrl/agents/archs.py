@@ -347,19 +347,21 @@ class Arch:
     it needs task descriptions."""
 
     trunk: type[nn.Module]
+    summary: str
     heads: str | None = None
     needs_descriptions: bool = False
 
 
 ARCHS: dict[str, Arch] = {
-    "mlp": Arch(MLPTrunk),
-    "multihead": Arch(MLPTrunk, heads="multi"),
-    "film": Arch(FiLMTrunk),
-    "softmod": Arch(SoftModTrunk),
-    "care": Arch(CARETrunk, needs_descriptions=True),
-    "moore": Arch(MOORETrunk),
-    "paco": Arch(PaCoTrunk),
-    "lora": Arch(LoRATrunk),
+    "mlp": Arch(MLPTrunk, "one-hot-conditioned MLP (Yu et al. 2019)"),
+    "multihead": Arch(MLPTrunk, "the MLP with one output head per task", heads="multi"),
+    "film": Arch(FiLMTrunk, "MLP whose layers are scaled and shifted per task (FiLM, Perez et al. 2018)"),
+    "softmod": Arch(SoftModTrunk, "Soft Modularization (Yang et al. 2020): routing over module layers"),
+    "care": Arch(CARETrunk, "CARE (Sodhani et al. 2021): encoders attended by a task-description context",
+                 needs_descriptions=True),
+    "moore": Arch(MOORETrunk, "MOORE (Hendawi et al. 2024): Gram-Schmidt-orthogonal experts mixed per task"),
+    "paco": Arch(PaCoTrunk, "PaCo (Sun et al. 2022): task weights combine K shared parameter sets"),
+    "lora": Arch(LoRATrunk, "shared MLP with per-task low-rank adapters (LoRA, Hu et al. 2022)"),
 }
 _COMMON = ("in_dim", "hidden", "num_tasks", "act")
 
