@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mtrl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mtrl tasksets | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
