@@ -48,7 +48,8 @@ def main() -> None:
     import ray
 
     torch.set_num_threads(1)
-    ray.init(num_cpus=args.learners, include_dashboard=False, logging_level="error", log_to_driver=False)
+    # logical CPUs for every group built (one per surgery method); only one group works at a time
+    ray.init(num_cpus=args.learners * len(args.surgery), include_dashboard=False, logging_level="error", log_to_driver=False)
     box = gym.spaces.Box(-1, 1, (ACT,), np.float32)
     agents = {}
     for s in args.surgery:
