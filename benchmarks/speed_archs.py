@@ -22,21 +22,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from speed_surgery import ACT, OBS, PER, T, batch  # the MT10-size batch and sizes
 
 from mtrl.agents import MTSAC, SACConfig, archs
 from mtrl.envs.descriptions import METAWORLD
 
 warnings.filterwarnings("ignore")
-T, PER, OBS, ACT = 10, 128, 39 + 10, 4
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def batch(seed: int = 0) -> dict[str, np.ndarray]:
-    r = np.random.default_rng(seed)
-    n = T * PER
-    return {"obs": r.normal(size=(n, OBS)).astype(np.float32), "actions": r.uniform(-1, 1, (n, ACT)).astype(np.float32),
-            "rewards": r.uniform(0, 10, n).astype(np.float32), "next_obs": r.normal(size=(n, OBS)).astype(np.float32),
-            "terminated": np.zeros(n, np.float32), "task_ids": np.repeat(np.arange(T), PER)}
 
 
 def main() -> None:

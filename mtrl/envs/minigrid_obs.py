@@ -17,6 +17,9 @@ import functools
 from typing import Any
 
 import numpy as np
+from minigrid.core.constants import OBJECT_TO_IDX
+
+_EMPTY = (OBJECT_TO_IDX["empty"], 0, 0)  # an empty visible cell's code
 
 
 @functools.lru_cache(maxsize=16)
@@ -63,8 +66,6 @@ def _visible(view: list[list[Any]], size: int) -> list[list[bool]]:
 
 def fast_gen_obs(env) -> dict[str, Any]:
     """``env.gen_obs()`` of a ``MiniGridEnv``: ``{"image", "direction", "mission"}``."""
-    from minigrid.core.constants import OBJECT_TO_IDX
-
     size = env.agent_view_size
     offs = view_offsets(env.agent_dir, size)
     ax, ay = env.agent_pos
@@ -81,7 +82,7 @@ def fast_gen_obs(env) -> dict[str, Any]:
     mask = [[True] * size for _ in range(size)] if env.see_through_walls else _visible(view, size)
     view[size // 2][size - 1] = env.carrying  # the agent sees what it carries (None: an empty cell)
     image = np.zeros((size, size, 3), np.uint8)
-    empty = (OBJECT_TO_IDX["empty"], 0, 0)
+    empty = _EMPTY
     for x in range(size):
         for y in range(size):
             if mask[x][y]:
