@@ -9,7 +9,8 @@ runs resume), so the benchmark can span sessions:
     .venv/bin/python benchmarks/imitation_minigrid.py --methods airl --labels unlabelled --seeds 0
     .venv/bin/python benchmarks/imitation_minigrid.py --plot-only
 
-BC learns from the demos directly (its rollouts only measure it); unlabelled BC has no task id
+``mhairl-bc`` is MH-AIRL with Option-BC (``agents/mhairl-bc.yaml``: a warm start and BC steps
+beside the adversarial reward). BC learns from the demos directly (its rollouts only measure it); unlabelled BC has no task id
 to give the policy, so it trains one policy over observations (``one_hot=false``). GAIL and AIRL
 learn from their discriminator's reward; the policy still sees the env's task one-hot.
 Prints a JSON summary and writes ``OUT/table.md`` and ``OUT/success.png``.
@@ -56,13 +57,16 @@ def run_one(method: str, labels: str, seed: int, args, out: Path) -> dict:
                f"eval_every={steps // 5}", "eval_episodes=10", "log_every=5", *extra]
     print(f"== {method} {labels} seed {seed}", flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
-    subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes), "--trust"], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+    for flag in ([], ["--stochastic"]):  # most likely actions, then sampled ones
+        subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes), "--trust", *flag],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     ev = json.loads((run_dir / "eval.json").read_text())
+    ev_s = json.loads((run_dir / "eval_stochastic.json").read_text())
     meta = json.loads((demos / "data" / "metadata.json").read_text())
     curve = [json.loads(line) for line in (run_dir / "eval_history.jsonl").read_text().splitlines() if line]
     return {"method": method, "labels": labels, "seed": seed, "steps": steps, "wall_s": round(time.time() - t0, 1),
             "final_success": {k: v["success"] for k, v in ev["tasks"].items()},
+            "final_success_stochastic": {k: v["success"] for k, v in ev_s["tasks"].items()},
             "expert_success": meta["expert_success"], "demo_episodes_per_task": meta["episodes_per_task"],
             "curve": [{"step": c["step"], "mean_success": c["mean_success"]} for c in curve]}
 
@@ -80,15 +84,19 @@ def report(results: list[dict], out: Path) -> dict:
     for g, rs in groups.items():
         fin = [np.mean(list(r["final_success"].values())) for r in rs]
         expert = np.mean(list(rs[0]["expert_success"].values()))
+        sto = [np.mean(list(r["final_success_stochastic"].values())) for r in rs if "final_success_stochastic" in r]
         table[g] = {"seeds": len(rs), "mean_success": float(np.mean(fin)), "min": float(np.min(fin)),
+                    "stochastic": float(np.mean(sto)) if sto else None, "stochastic_seeds": len(sto),
                     "max": float(np.max(fin)), "fraction_of_expert": float(np.mean(fin) / expert),
                     "per_task": {t: float(np.mean([r["final_success"][t] for r in rs])) for t in rs[0]["final_success"]}}
     tasks = list(results[0]["final_success"])
-    lines = ["| method (demos) | seeds | mean success [min, max] | of expert | " + " | ".join(tasks) + " |",
-             "|---" * (4 + len(tasks)) + "|"]
+    lines = ["| method (demos) | seeds | mean success [min, max] | of expert | sampled actions (seeds) | "
+             + " | ".join(tasks) + " |", "|---" * (5 + len(tasks)) + "|"]
     for g, row in table.items():
+        sto = "-" if row["stochastic"] is None else f"{row['stochastic']:.2f} ({row['stochastic_seeds']})"
         lines.append(f"| {g} | {row['seeds']} | {row['mean_success']:.2f} [{row['min']:.2f}, {row['max']:.2f}] | "
-                     f"{row['fraction_of_expert']:.2f} | " + " | ".join(f"{row['per_task'][t]:.2f}" for t in tasks) + " |")
+                     f"{row['fraction_of_expert']:.2f} | {sto} | "
+                     + " | ".join(f"{row['per_task'][t]:.2f}" for t in tasks) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6, 3.6))
     names = list(table)
@@ -108,7 +116,7 @@ def report(results: list[dict], out: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--taskset", default="minigrid/MT5", choices=sorted(ENV_PRESET))
-    p.add_argument("--methods", nargs="+", default=["bc", "gail", "airl", "mhairl"])
+    p.add_argument("--methods", nargs="+", default=["bc", "gail", "airl", "mhairl", "mhairl-bc"])
     p.add_argument("--labels", nargs="+", default=["labelled", "unlabelled"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=400_000, help="env steps for GAIL / AIRL")

@@ -162,6 +162,21 @@ def test_viterbi_matches_brute_force_and_recovers_planted_options():
     assert float((z == planted).float().mean()) >= 0.9
 
 
+def test_batched_viterbi_equals_viterbi_per_trajectory():
+    from mtrl.imitation.options import viterbi, viterbi_batch
+
+    g = torch.Generator().manual_seed(3)
+    K, lengths = 3, torch.tensor([1, 7, 4, 12, 12])
+    E, L = len(lengths), int(lengths.max())
+    log_low = torch.log_softmax(torch.randn(E, L, K, generator=g), -1)
+    log_high = torch.log_softmax(torch.randn(E, L, K + 1, K, generator=g), -1)
+    z = viterbi_batch(log_low, log_high, lengths)
+    for e, n in enumerate(lengths.tolist()):
+        ref, _ = viterbi(log_low[e, :n], log_high[e, :n])
+        assert torch.equal(z[e, :n], ref), e
+        assert not z[e, n:].any()
+
+
 def test_context_posterior_separates_two_tasks_trajectories():
     from mtrl.imitation.options import ContextPosterior
 
@@ -215,8 +230,11 @@ def test_mhairl_run_infers_options_and_contexts_and_logs(tmp_path, demos, labels
         assert tag in ea.Tags()["scalars"]
 
 
-def test_mhairl_resume_equals_uninterrupted(tmp_path, demos):
+@pytest.mark.parametrize("bc", [False, True])
+def test_mhairl_resume_equals_uninterrupted(tmp_path, demos, bc):
     args = [*MH_ARGS, f"demos={demos['unlabelled']}", "checkpoint_every=192"]
+    if bc:  # Option-BC warm start and BC steps beside the adversarial reward (their optimiser resumes too)
+        args[-1] = args[-1].replace("}", ", bc_init: 30, bc_estep: 10, bc_steps: 2}")
     full = train(build_config([], [*args, "total_steps=768", f"run_dir={tmp_path / 'full'}"]))
     part = train(build_config([], [*args, "total_steps=384", f"run_dir={tmp_path / 'part'}"]))
     train(build_config([], ["total_steps=768"], base=build_config([], [*args, f"run_dir={part}"])), resume=part)
@@ -229,12 +247,46 @@ def test_mhairl_resume_equals_uninterrupted(tmp_path, demos):
         assert torch.equal(v, b["agent"]["net"][k]), k
 
 
+def test_mhairl_bc_warm_start_fits_the_demos_and_restarts_ppo_ratios(tmp_path, demos):
+    """Option-BC before the first adversarial update: the policy then picks the demos' actions, and
+    the warm start's rollout is relabelled with the warm-started policy's log pi."""
+    from mtrl.imitation.demos import load_demos
+
+    run = train(build_config([], [*MH_ARGS[:-1], "imitation_args={hidden: [32], disc_batch: 64, disc_updates: 2, "
+                                  "posterior_updates: 2, bc_init: 300}", f"demos={demos['labelled']}",
+                                  "total_steps=192", f"run_dir={tmp_path / 'r'}"]))
+    ea = EventAccumulator(str(run))
+    ea.Reload()
+    acc = ea.Scalars("imitation/bc_accuracy_init")[0].value
+    state = checkpoint.load(checkpoint.latest(run))
+    d = load_demos(demos["labelled"])
+    import gymnasium as gym
+
+    from mtrl.agents.networks import OptionActorCritic
+
+    net = OptionActorCritic(d.obs.shape[1] + 3 + 4, 3, gym.spaces.MultiDiscrete([3, 7]), hidden=[64, 64], options=3)
+    net.load_state_dict(state["agent"]["net"])
+    # the low level under the Viterbi options, as the warm start fitted it
+    rm = state["reward_model"]
+    obs = torch.cat([torch.as_tensor(d.obs), F.one_hot(rm["e_ctx"], 3).float(),
+                     F.one_hot(torch.full((len(d.obs),), 3), 4).float()], 1)
+    with torch.no_grad():
+        agree = float((net.low_out(obs, rm["e_z"]).argmax(-1) == torch.as_tensor(d.actions)).float().mean())
+    assert acc >= 0.9 and agree >= 0.8, (acc, agree)
+    kl = ea.Scalars("ppo/approx_kl")[0].value
+    assert abs(kl) < 0.1, kl  # PPO's ratios started at 1, not at the untrained policy's
+
+
 def test_mhairl_needs_the_option_policy(demos):
     with pytest.raises(MtrlError, match="use ppo.heads=options with imitation=mhairl"):
         build_config(["envs/minigrid-mt3.yaml", "agents/mtppo.yaml"], ["imitation=mhairl", f"demos={demos['labelled']}"])
     with pytest.raises(MtrlError, match="has no argument 'reward'"):
         build_config(["envs/minigrid-mt3.yaml", "agents/mhairl.yaml"],
                      [f"demos={demos['labelled']}", "imitation_args={reward: logit}"])
+    cfg = build_config(["envs/minigrid-mt3.yaml", "agents/mhairl.yaml"],
+                       [f"demos={demos['labelled']}", "imitation_args.bc_steps=-1", "total_steps=64"])
+    with pytest.raises(MtrlError, match="bc_steps must be an integer >= 0"):
+        train(cfg)
 
 
 def test_more_bad_imitation_input_gets_one_line(tmp_path, demos):

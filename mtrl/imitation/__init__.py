@@ -75,7 +75,7 @@ def _check_demos_folder(cfg: Any, task_names: list[str]) -> dict[str, Any]:
 
 
 _ARGS = ("hidden", "lr", "grad_penalty", "disc_updates", "disc_batch")
-_MH_ARGS = ("alpha_mi", "alpha_di", "estep_every", "posterior_updates")
+_MH_ARGS = ("alpha_mi", "alpha_di", "estep_every", "posterior_updates", "bc_init", "bc_steps", "bc_estep", "bc_lr", "bc_batch")
 
 
 def build(cfg: Any, probe: Any, agent: Any):

@@ -35,7 +35,18 @@ precursor paper and code say):
 4. alpha_MI = 1e-3 and alpha_DI = 1e-4 (the code's values); demo contexts are the posterior's
    argmax (the code samples); h sees the state and context only (state-only shaping).
 5. Time-limit truncation bootstraps V as everywhere in MT-PPO (the code bootstraps 0).
-6. Policy optimisation is PPO on the extended MDP: one ratio pi(z, a | s, z_prev) =
+6. Behaviour cloning, off by default (the paper learns from scratch): ``bc_init: N`` fits both
+   policy levels to the demos by Option-BC (hard EM: Viterbi options, then maximum likelihood;
+   Jing et al., ICML 2021) for N steps before the first adversarial update, the hierarchical form
+   of the BC pre-training of OpenAI baselines' GAIL (``--pretrained``); ``bc_steps: M`` keeps M
+   such steps after every discriminator update, the BC term of "Augmenting GAIL with BC" (Jena,
+   Liu & Sycara, CoRL 2020) as separate optimiser steps. The warm start's own rollout came from
+   the untrained policy, so its log pi is recomputed under the warm-started one (PPO's ratios
+   start at 1). Unlabelled demos get their contexts from the posterior, fitted for 50 steps on
+   that first rollout. Why it matters on MiniGrid: with the gradient penalty (weight 10, target
+   norm 1) f changes by about 1.4 between two one-hot actions, so pi ~ exp(f) cannot be sharper
+   than that and the policy's entropy climbs back from the BC start (BENCHMARKS.md).
+7. Policy optimisation is PPO on the extended MDP: one ratio pi(z, a | s, z_prev) =
    pi_H pi_L and one critic V(s, z_prev) (the code's default also shares one critic; it takes
    two sequential clipped steps, high then low).
 """
@@ -53,7 +64,7 @@ from torch.nn import functional as F
 from mtrl.errors import MtrlError
 from mtrl.imitation.adversarial import _mlp, reward_per_task, with_rewards
 from mtrl.imitation.demos import Demos
-from mtrl.imitation.options import ContextPosterior, viterbi
+from mtrl.imitation.options import ContextPosterior, viterbi_batch
 
 
 class OptionDiscriminator(nn.Module):
@@ -76,7 +87,9 @@ class MHAIRLReward:
     def __init__(self, demos: Demos, num_tasks: int, raw_dim: int, action_space: gym.Space, options: int,
                  gamma: float = 0.99, hidden: list[int] | None = None, lr: float = 3e-4, grad_penalty: float = 10.0,
                  disc_updates: int = 4, disc_batch: int = 512, alpha_mi: float = 1e-3, alpha_di: float = 1e-4,
-                 estep_every: int = 1, posterior_updates: int = 5, seed: int = 0, policy_one_hot: bool = True):
+                 estep_every: int = 1, posterior_updates: int = 5, bc_init: int = 0, bc_estep: int = 100,
+                 bc_steps: int = 0, bc_lr: float = 1e-3, bc_batch: int = 256, seed: int = 0,
+                 policy_one_hot: bool = True):
         if not policy_one_hot:
             raise MtrlError("mhairl conditions the policy on the task context: keep one_hot=true")
         self.demos, self.T, self.raw_dim, self.K = demos, num_tasks, raw_dim, options
@@ -96,6 +109,15 @@ class MHAIRLReward:
         self.alpha_mi, self.alpha_di = alpha_mi, alpha_di
         self.estep_every, self.posterior_updates = max(int(estep_every), 1), int(posterior_updates)
         self.gen = torch.Generator().manual_seed(seed + 4321)
+        for name, v, lo in (("bc_init", bc_init, 0), ("bc_steps", bc_steps, 0), ("bc_estep", bc_estep, 1),
+                            ("bc_batch", bc_batch, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise MtrlError(f"imitation_args.{name} must be an integer >= {lo}, got {v!r}")
+        if not bc_lr > 0:
+            raise MtrlError(f"imitation_args.bc_lr must be > 0, got {bc_lr!r}")
+        self.bc_init, self.bc_estep, self.bc_steps = bc_init, bc_estep, bc_steps
+        self.bc_lr, self.bc_batch = float(bc_lr), bc_batch
+        self._relabel_logp = False  # set by the warm start: its rollout's log pi is recomputed once
         self.agent: Any = None
         self.updates = 0
         self.e_raw = torch.as_tensor(demos.obs)
@@ -105,6 +127,12 @@ class MHAIRLReward:
         ep = np.asarray(demos.episode)
         starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
         self.e_slices = [slice(int(a), int(b)) for a, b in zip(starts, np.r_[starts[1:], len(ep)])]
+        self.e_len = torch.tensor([sl.stop - sl.start for sl in self.e_slices])
+        self.e_pad = torch.full((len(self.e_slices), int(self.e_len.max())), -1, dtype=torch.long)  # demo rows
+        self.e_owner = torch.empty(len(ep), dtype=torch.long)  # each row's demo
+        for i, sl in enumerate(self.e_slices):
+            self.e_pad[i, :sl.stop - sl.start] = torch.arange(sl.start, sl.stop)
+            self.e_owner[sl] = i
         self.e_ctx: torch.Tensor | None = torch.as_tensor(demos.task_ids) if demos.labels else None
         self.e_z: torch.Tensor | None = None  # options from the last E-step
 
@@ -112,6 +140,9 @@ class MHAIRLReward:
         if not hasattr(agent.policy, "high_logp"):
             raise MtrlError("mhairl needs the option policy: set ppo.heads=options (see agents/mhairl.yaml)")
         self.agent = agent
+        net = agent.policy
+        self.bc_opt = torch.optim.Adam([*net.high.parameters(), *net.low.parameters()]
+                                       + ([] if net.discrete else [net.log_std]), lr=self.bc_lr)
 
     # ------------------------------------------------------------------ encodings
     def _act_enc(self, a: torch.Tensor) -> torch.Tensor:
@@ -128,14 +159,15 @@ class MHAIRLReward:
     # ------------------------------------------------------------------ E-step on the demos
     @torch.no_grad()
     def e_step(self) -> None:
-        """Contexts (unlabelled demos: the posterior's argmax per demo) and Viterbi options."""
+        """Contexts (unlabelled demos: the posterior's argmax per demo) and Viterbi options, for all
+        demos at once (padded to the longest; :func:`~mtrl.imitation.options.viterbi_batch`)."""
         net = self.agent.policy
+        valid = self.e_pad >= 0
+        rows = self.e_pad.clamp_min(0)
         if not self.demos.labels:
-            ctx = torch.empty(len(self.e_raw), dtype=torch.long)
-            for sl in self.e_slices:
-                x = torch.cat([self.e_raw[sl], self._act_enc(self.e_act[sl])], 1)[None]
-                ctx[sl] = self.context_post(x, torch.tensor([x.shape[1]])).argmax(-1)[0]
-            self.e_ctx = ctx
+            x = torch.cat([self.e_raw, self._act_enc(self.e_act)], 1)[rows]  # [E, L, D]
+            per_demo = self.context_post(x, self.e_len).argmax(-1)  # [E]
+            self.e_ctx = per_demo[self.e_owner]
         assert self.e_ctx is not None
         n = len(self.e_raw)
         log_high = torch.stack([net.high_logp(self._policy_obs(self.e_raw, self.e_ctx, torch.full((n,), zp)))
@@ -143,9 +175,9 @@ class MHAIRLReward:
         obs = self._policy_obs(self.e_raw, self.e_ctx, torch.full((n,), self.K))
         log_low = torch.stack([net.low_logp_entropy(obs, torch.full((n,), z), self._low_action(self.e_act))[0]
                                for z in range(self.K)], 1)  # [N, K]
+        z_pad = viterbi_batch(log_low[rows], log_high[rows], self.e_len)
         z = torch.empty(n, dtype=torch.long)
-        for sl in self.e_slices:
-            z[sl] = viterbi(log_low[sl], log_high[sl])[0]
+        z[self.e_pad[valid]] = z_pad[valid]
         self.e_z = z
 
     def _low_action(self, a: torch.Tensor) -> torch.Tensor:
@@ -211,23 +243,62 @@ class MHAIRLReward:
         lp = torch.log_softmax(self.option_post(x), -1).gather(1, pol["z"][:, None]).squeeze(1)
         return lp * (1.0 - pol["done"])
 
+    # ------------------------------------------------------------------ behaviour cloning
+    def _bc_steps(self, steps: int, estep_every: int | None) -> dict[str, float]:
+        """``steps`` Adam steps of hierarchical behaviour cloning (Option-BC, Jing et al., "Adversarial
+        Option-Aware Hierarchical Imitation Learning", ICML 2021) by hard EM: every ``estep_every``
+        steps an E-step (contexts and Viterbi options under the current policy; ``None``: keep the
+        last E-step's), then steps on the
+        demos' negative complete-data log-likelihood
+
+            L_BC = - mean_t [log pi_H(z_t | s_t, z_{t-1}, c) + log pi_L(a_t | s_t, z_t, c)].
+
+        Only the two policy levels are fitted (not the critic), with their own Adam (``bc_lr``)."""
+        net = self.agent.policy
+        n = len(self.e_raw)
+        nll = acc = float("nan")
+        zp_all = self._expert_zp() if self.e_z is not None else None
+        for i in range(steps):
+            if zp_all is None or (estep_every is not None and i % estep_every == 0):
+                self.e_step()
+                zp_all = self._expert_zp()
+            assert self.e_z is not None and self.e_ctx is not None and zp_all is not None
+            idx = torch.randint(0, n, (min(self.bc_batch, n),), generator=self.gen)
+            z = self.e_z[idx]
+            obs = self._policy_obs(self.e_raw[idx], self.e_ctx[idx], zp_all[idx])
+            lp_low, _ = net.low_logp_entropy(obs, z, self._low_action(self.e_act[idx]))
+            loss = -(net.high_logp(obs).gather(1, z[:, None]).squeeze(1) + lp_low).mean()
+            self.bc_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.bc_opt.step()
+            nll = float(loss.detach())
+            if net.discrete:
+                acc = float((net.low_out(obs, z).argmax(-1) == self.e_act[idx].long().reshape(-1)).float().mean())
+        return {"bc_nll": nll, "bc_accuracy": acc}
+
     # ------------------------------------------------------------------ the seam
     def update(self, rollout: dict[str, Any], kind: str = "rollout") -> dict[str, Any]:
         if kind != "rollout":
             raise MtrlError("mhairl is implemented for on-policy rollouts (algo=mtppo, ppo.heads=options)")
         pol = self._policy_batch(rollout)
         segs = self._segments(rollout)
-        for _ in range(self.posterior_updates):  # posteriors learn from the policy's own data
+        warm = self.bc_init > 0 and self.updates == 0
+        # a warm start assigns the unlabelled demos' contexts from the posterior: fit it longer first
+        for _ in range(max(self.posterior_updates, 50) if warm else self.posterior_updates):
             lp_c, ctx = self._context_logp(pol, segs)
             keep = 1.0 - pol["done"]
             loss = F.nll_loss(lp_c, ctx) - self._option_logp(pol).sum() / keep.sum().clamp_min(1.0)
             self.post_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.post_opt.step()
-        if self.e_z is None or self.updates % self.estep_every == 0:
+        stats: dict[str, Any] = {"loss": 0.0, "acc_expert": 0.0, "acc_policy": 0.0}
+        if warm:  # the warm start (see the module docstring, "Behaviour cloning")
+            stats.update({f"{k}_init": v for k, v in self._bc_steps(self.bc_init, self.bc_estep).items()})
+            self._relabel_logp = True
+            pol = self._policy_batch(self._with_current_logp(rollout))
+        if self.e_z is None or self.updates % self.estep_every == 0 or warm:
             self.e_step()
         n = pol["s"].shape[0]
-        stats = {"loss": 0.0, "acc_expert": 0.0, "acc_policy": 0.0}
         for _ in range(self.disc_updates):
             idx = torch.randint(0, n, (min(self.disc_batch, n),), generator=self.gen)
             p = {k: v[idx] for k, v in pol.items()}
@@ -246,6 +317,8 @@ class MHAIRLReward:
             stats["loss"] += float(loss.detach()) / self.disc_updates
             stats["acc_expert"] += float((le > 0).float().mean()) / self.disc_updates
             stats["acc_policy"] += float((lp < 0).float().mean()) / self.disc_updates
+        if self.bc_steps > 0 and not warm:  # BC kept beside the adversarial reward (Jena et al.)
+            stats.update(self._bc_steps(self.bc_steps, None))
         self.updates += 1
         with torch.no_grad():
             lp_c, ctx = self._context_logp(pol, segs)
@@ -256,7 +329,22 @@ class MHAIRLReward:
         return {f"imitation/{k}": v for k, v in stats.items()}
 
     @torch.no_grad()
+    def _with_current_logp(self, rollout: dict[str, Any]) -> dict[str, Any]:
+        """The rollout with ``logp`` under the current policy (used once, after the warm start
+        changed the policy that collected it: PPO's ratios and the AIRL term then start from the
+        warm-started policy instead of comparing it with the random one)."""
+        obs = torch.as_tensor(rollout["obs"])
+        S, N, D = obs.shape
+        acts = torch.as_tensor(rollout["actions"]).reshape(S * N, -1)
+        tids = torch.as_tensor(rollout["task_ids"]).reshape(-1)
+        logp = self.agent.policy(obs.reshape(S * N, D), tids, acts)[0]
+        return {**rollout, "logp": logp.reshape(rollout["logp"].shape).numpy().astype(rollout["logp"].dtype)}
+
+    @torch.no_grad()
     def relabel(self, rollout: dict[str, Any], kind: str = "rollout") -> dict[str, Any]:
+        if self._relabel_logp:
+            self._relabel_logp = False
+            rollout = self._with_current_logp(rollout)
         pol = self._policy_batch(rollout)
         reward = self.disc.f(pol["s"], pol["a"], pol["s2"], pol["done"], pol["zp"], pol["z"]) - pol["logp"]
         reward = reward + self.alpha_di * self._option_logp(pol)
@@ -274,7 +362,8 @@ class MHAIRLReward:
     def state_dict(self) -> dict[str, Any]:
         return {"disc": self.disc.state_dict(), "opt": self.opt.state_dict(),
                 "context_post": self.context_post.state_dict(), "option_post": self.option_post.state_dict(),
-                "post_opt": self.post_opt.state_dict(), "gen": self.gen.get_state(), "updates": self.updates,
+                "post_opt": self.post_opt.state_dict(), "bc_opt": self.bc_opt.state_dict(),
+                "gen": self.gen.get_state(), "updates": self.updates,
                 "e_z": self.e_z, "e_ctx": self.e_ctx}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -283,5 +372,7 @@ class MHAIRLReward:
         self.context_post.load_state_dict(state["context_post"])
         self.option_post.load_state_dict(state["option_post"])
         self.post_opt.load_state_dict(state["post_opt"])
+        if "bc_opt" in state:  # runs from before the behaviour-cloning options have none
+            self.bc_opt.load_state_dict(state["bc_opt"])
         self.gen.set_state(state["gen"])
         self.updates, self.e_z, self.e_ctx = state["updates"], state["e_z"], state["e_ctx"]

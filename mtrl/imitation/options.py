@@ -9,6 +9,8 @@
       delta_t(z) = L_t(z) + max_{z' < K} [delta_{t-1}(z') + M_t(z', z)],   psi_t(z) = the argmax
       z_{T-1} = argmax delta_{T-1},   z_{t-1} = psi_t(z_t)
 
+- :func:`viterbi_batch`: the same recursion for a padded batch of trajectories at once (one
+  Python step per time step instead of per time step and trajectory; the E-step's hot loop).
 - :class:`ContextPosterior`: q(c | trajectory) over a discrete context (the task), a
   bidirectional LSTM over (s_t, a_t) whose per-step logits are averaged over time (the code's
   ``ContextPosterior`` for discrete contexts). Its log-likelihood is MH-AIRL's mutual-information
@@ -49,6 +51,37 @@ def viterbi(log_low: torch.Tensor, log_high: torch.Tensor) -> tuple[torch.Tensor
     for t in range(T - 1, 0, -1):
         z[t - 1] = back[t, z[t]]
     return z, logp
+
+
+def viterbi_batch(log_low: torch.Tensor, log_high: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """:func:`viterbi` for ``E`` trajectories padded to a common length ``L``.
+
+    Args:
+        log_low: ``[E, L, K]``; log_high: ``[E, L, K + 1, K]``; lengths: ``[E]`` (each >= 1).
+
+    Returns:
+        ``[E, L]`` options (entries past a trajectory's length are 0). Trajectory e's path is the
+        one :func:`viterbi` gives on its first ``lengths[e]`` steps: past its end the recursion
+        carries delta unchanged, so the backtrack starts from the argmax at its own last step.
+    """
+    E, L, K = log_low.shape
+    if log_high.shape != (E, L, K + 1, K):
+        raise ValueError(f"log_high must be [E, L, K+1, K] = [{E}, {L}, {K + 1}, {K}], got {list(log_high.shape)}")
+    delta = log_high[:, 0, K] + log_low[:, 0]  # [E, K]
+    back = torch.zeros(E, L, K, dtype=torch.long)
+    ident = torch.arange(K).expand(E, K)
+    for t in range(1, L):
+        best, arg = (delta[:, :, None] + log_high[:, t, :K]).max(1)  # over z'
+        live = (t < lengths)[:, None]
+        delta = torch.where(live, best + log_low[:, t], delta)
+        back[:, t] = torch.where(live, arg, ident)  # past the end: z_{t-1} = z_t (a no-op chain)
+    z = torch.zeros(E, L, dtype=torch.long)
+    cur = delta.argmax(1)
+    z[:, L - 1] = cur
+    for t in range(L - 1, 0, -1):
+        cur = back[:, t].gather(1, cur[:, None]).squeeze(1)
+        z[:, t - 1] = cur
+    return z * (torch.arange(L)[None] < lengths[:, None])
 
 
 class ContextPosterior(nn.Module):
