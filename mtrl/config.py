@@ -258,9 +258,11 @@ def validate(cfg: DictConfig) -> None:
             if cfg.algo not in ("mtppo", "mtsac"):
                 raise MtrlError(f"curriculum {cfg.curriculum!r} trains with algo=mtppo or mtsac, got {cfg.algo}")
             section = "ppo" if cfg.algo == "mtppo" else "sac"
-            if cfg[section].heads != "ensemble":
-                raise MtrlError(f"curriculum {cfg.curriculum!r} needs one network per task: set {section}.heads="
-                                f"ensemble (see agents/{cfg.algo}-camrl.yaml); got {section}.heads={cfg[section].heads}")
+            ok = ("ensemble", "multi") if section == "ppo" else ("ensemble",)
+            if cfg[section].heads not in ok:
+                raise MtrlError(f"curriculum {cfg.curriculum!r} needs per-task parameters: set {section}.heads="
+                                + " or ".join(ok) + f" (see agents/{cfg.algo}-camrl.yaml); got "
+                                f"{section}.heads={cfg[section].heads}")
     if cfg.imitation is not None or cfg.demos or cfg.algo == "bc":
         from mtrl import imitation
 

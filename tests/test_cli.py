@@ -98,7 +98,7 @@ def test_train_with_two_ray_runners(tmp_path):
     (["curriculum=plr", "curriculum_args={beta: 0}"], "curriculum_args.beta must be in (0.0"),
     (["curriculum_args=[1, 2]"], "bad value in command-line overrides"),
     (["ppo.heads=ensemble", "diagnostics_every=5"], "heads=ensemble shares no parameters"),
-    (["curriculum=camrl"], "needs one network per task: set ppo.heads=ensemble"),
+    (["curriculum=camrl"], "needs per-task parameters: set ppo.heads=ensemble or multi"),
 ])
 def test_bad_input_one_line_error(tmp_path, args, needle):
     r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", *args, f"run_dir={tmp_path / 'x'}")

@@ -285,6 +285,29 @@ def test_camrl_regulariser_pulls_the_focus_task_toward_earlier_tasks_only():
     assert sched.regulariser() is None  # no incoming transfer: no pull toward zero
 
 
+def test_camrl_on_a_shared_trunk_regularises_only_the_per_task_heads(tmp_path):
+    agent = MTPPO(PPOConfig(hidden=[8], heads="multi"), 6, 3, __import__("gymnasium").spaces.Discrete(3))
+    sched = curriculum.get("camrl", NAMES[:3], reg_coef=0.5)
+    sched.attach(agent)
+    W = agent.policy.task_matrix().detach()
+    assert W.shape == (3, (8 * 3 + 3) + (8 + 1))  # actor head (in x out + bias) and critic head per task
+    sched.mode, sched.order, sched.focus = "multi", [1, 0], 0
+    sched.B[1, 0] = 0.6
+    reg = sched.regulariser()
+    np.testing.assert_allclose(float(reg.detach()), 0.5 * float((W[0] - 0.6 * W[1]).pow(2).sum()), rtol=1e-5)
+    agent.opt.zero_grad()
+    reg.backward()
+    net = agent.policy
+    assert all(p.grad is None or not p.grad.any() for p in net.actor_trunk.parameters())  # the trunk is shared
+    g = net.actor_head.weight.grad.view(8, 3, 3)  # [in, task, out]
+    assert g[:, 0].abs().sum() > 0 and not g[:, 1].any() and not g[:, 2].any()
+    run = train(build_config(["envs/minigrid-mt3.yaml", "agents/mtppo-camrl-shared.yaml"],
+                             ["total_steps=1536", "ppo.num_steps=64", "ppo.hidden=[16]", f"run_dir={tmp_path / 'r'}",
+                              "curriculum_args={warmup_rounds: 0, iters_per_task: 1, time_scale: 1000}"]))
+    state = _net(run)
+    assert state["config"]["ppo"]["heads"] == "multi" and state["curriculum"]["round"] >= 1
+
+
 def test_camrl_resume_equals_uninterrupted(tmp_path):
     args = [*ARGS, "curriculum=camrl", "ppo.heads=ensemble", "ppo.hidden=[16]", "checkpoint_every=192",
             "curriculum_args={warmup_rounds: 0, iters_per_task: 1, time_scale: 1000}"]

@@ -186,13 +186,19 @@ class ActorCritic(nn.Module):
     def _trunk(self, trunk: nn.Module, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         return trunk(obs, task_ids)
 
+    @property
+    def has_task_matrix(self) -> bool:
+        """Whether each task has parameters of its own: per-task networks or per-task heads."""
+        return self.ensemble or self.actor_head.num_heads > 1
+
     def task_matrix(self) -> torch.Tensor:
-        """``[T, P]``: every parameter of each task's actor and critic, flattened (``ensemble`` only)."""
-        if not self.ensemble:
-            raise ValueError("task_matrix() needs heads='ensemble' (per-task networks)")
+        """``[T, P]``: each task's own parameters, flattened: with ``heads: ensemble`` its whole actor
+        and critic; with ``heads: multi`` its actor and critic output layers (and log std)."""
+        if not self.has_task_matrix:
+            raise ValueError("task_matrix() needs per-task parameters: heads='ensemble' or 'multi'")
         T = self.num_tasks
         parts = []
-        for trunk in (self.actor_trunk, self.critic_trunk):
+        for trunk in ((self.actor_trunk, self.critic_trunk) if self.ensemble else ()):
             for layer in trunk.layers:
                 parts += [layer.weight.reshape(T, -1), layer.bias]
         for head in (self.actor_head, self.critic_head):

@@ -1,7 +1,8 @@
 """CAMRL: curriculum-based asymmetric multi-task RL (Huang et al., IEEE TPAMI 2023, arXiv 2211.03352).
 
 Every task has its own policy w_t (``ppo.heads: ensemble`` or ``sac.heads: ensemble``: one network
-per task, stored as batched ``[T, ...]`` weights, so ``W = net.task_matrix()`` is a ``[T, P]`` matrix).
+per task, stored as batched ``[T, ...]`` weights, so ``W = net.task_matrix()`` is a ``[T, P]`` matrix),
+or, with MT-PPO's ``ppo.heads: multi``, a shared trunk and w_t = task t's own output layers.
 Training runs in rounds; each round is in one of two modes.
 
 **Mode switch.** After each round, with l the per-task learner losses (MT-PPO's per-task loss),
@@ -46,6 +47,11 @@ that does not run: see docs/camrl-notes.md for what each source says):
 1. The base learner is MT-PPO or MT-SAC with per-task networks (``heads: ensemble``; the paper
    uses per-task SAC agents). w in R and term_1 is, for MT-PPO, each task's actor and critic;
    for MT-SAC each task's actor (as in the released code), R entering the actor loss.
+   Shared-trunk variant (``ppo.heads: multi``, agents/mtppo-camrl-shared.yaml; not in the paper):
+   w is task t's actor and critic output layers (and log std), so B, R and term_1 act on the
+   heads while the trunk is trained by every task's loss as in uniform MT-PPO. The per-task
+   networks gave each task 1/T of the data and no shared features, and learned almost nothing
+   on the MiniGrid ladder (BENCHMARKS.md).
 2. L_t in term_0 and in the loss ranking is 1 - (windowed success of task t): PPO's loss is
    sign-indefinite, and (1 + mu sum b) L only discourages sending transfer from a task when L >= 0.
    The indicator I uses the learner's per-task loss (MT-PPO: its PPO loss; MT-SAC: the critic
@@ -67,8 +73,9 @@ that does not run: see docs/camrl-notes.md for what each source says):
    our runs have tens to hundreds of rounds), b = 40 and c = 2 as in the code.
 7. One round position lasts ``iters_per_task`` training iterations, and slots switch task only
    when their episode ends, so the focus task's share of a rollout ramps up over the position.
-   Tasks not in focus still train on the transitions they produce (independently: nothing is
-   shared), which the paper's one-agent-at-a-time schedule does not do.
+   Tasks not in focus still train on the transitions they produce (independently with per-task
+   networks; through the shared trunk with heads), which the paper's one-agent-at-a-time schedule
+   does not do.
 8. B starts at zero (no transfer) and persists across rounds; only the chosen task's row changes.
 """
 
@@ -124,7 +131,7 @@ def frank_wolfe(f, b0: torch.Tensor, free: torch.Tensor, radius: float, steps: i
 
 class CAMRL(Scheduler):
     name = "camrl"
-    needs_ensemble = True  # per-task networks: ppo.heads=ensemble or sac.heads=ensemble
+    needs_ensemble = True  # per-task parameters: ppo.heads=ensemble|multi or sac.heads=ensemble
     state_attrs = ("B", "mode", "round", "order", "remaining", "left", "focus", "loss_hist", "term_hist",
                    "last_loss", "indicator", "rng")
 
@@ -178,9 +185,11 @@ class CAMRL(Scheduler):
     def attach(self, agent: Any) -> None:
         """Install the transfer regulariser on the learner (per-task networks required)."""
         net = getattr(agent, "policy", None)
-        if not getattr(net, "ensemble", False) or not hasattr(agent, "extra_loss"):
-            raise MtrlError("curriculum 'camrl' needs one network per task: set ppo.heads=ensemble or "
-                            "sac.heads=ensemble (see agents/mtppo-camrl.yaml, agents/mtsac-camrl.yaml)")
+        per_task = getattr(net, "has_task_matrix", getattr(net, "ensemble", False))
+        if not per_task or not hasattr(agent, "extra_loss"):
+            raise MtrlError("curriculum 'camrl' needs per-task parameters: set ppo.heads=ensemble or multi, or "
+                            "sac.heads=ensemble (see agents/mtppo-camrl.yaml, agents/mtppo-camrl-shared.yaml, "
+                            "agents/mtsac-camrl.yaml)")
         self.agent = agent
         agent.extra_loss = self.regulariser
 
