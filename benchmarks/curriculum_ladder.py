@@ -8,6 +8,7 @@ resumed from its checkpoint. So the benchmark can span sessions:
     .venv/bin/python benchmarks/curriculum_ladder.py                 # all curricula x seeds 0-2
     .venv/bin/python benchmarks/curriculum_ladder.py --curricula uniform plr --seeds 0
     .venv/bin/python benchmarks/curriculum_ladder.py --plot-only     # table + PNG from what is there
+    .venv/bin/python benchmarks/curriculum_ladder.py --env ladder2   # the second ladder (two 3-rung chains)
 
 Prints a JSON summary; writes ``OUT/curves.png`` (success per target task against env steps,
 mean over seeds, one panel per target) and ``OUT/table.md``.
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-CURRICULA = ["uniform", "success", "learning-progress", "mastering-rate", "plr", "camrl"]
+CURRICULA = ["uniform", "success", "learning-progress", "mastering-rate", "plr", "camrl", "camrl-shared"]
 
 
 def load_results(path: Path) -> list[dict]:
@@ -42,7 +43,7 @@ def run_one(curr: str, seed: int, args, out: Path) -> dict:
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*.pt")):
         cmd = [*mtrl, "train", "--resume", str(run_dir), f"total_steps={args.steps}"]
     else:
-        cmd = [*mtrl, "train", "envs/minigrid-ladder.yaml", f"agents/mtppo-{curr}.yaml", f"total_steps={args.steps}",
+        cmd = [*mtrl, "train", f"envs/minigrid-{args.env}.yaml", f"agents/mtppo-{curr}.yaml", f"total_steps={args.steps}",
                f"seed={seed}", f"runners={args.runners}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
                f"eval_episodes={args.eval_episodes_during}", "log_every=5"]
     print(f"== {curr} seed {seed}: {' '.join(cmd[2:])}", flush=True)
@@ -80,20 +81,22 @@ def backfill(res_path: Path, episodes: int) -> None:
     res_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def targets_of() -> list[str]:
-    from mtrl.envs.tasksets import LADDER
+def targets_of(env: str) -> list[str]:
+    """The target tasks: those with a parent in the env preset's task graph."""
+    import yaml
 
-    return [t.removeprefix("MiniGrid-").removesuffix("-v0") for t in LADDER.values()]
+    graph = yaml.safe_load((ROOT / f"envs/minigrid-{env}.yaml").read_text())["task_graph"]
+    return list(dict.fromkeys(c for children in graph.values() for c in children))
 
 
-def report(results: list[dict], out: Path) -> dict:
+def report(results: list[dict], out: Path, env: str = "ladder") -> dict:
     """Mean final success per task and curriculum; PNG of target-task curves; markdown table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    targets = targets_of()
+    targets = targets_of(env)
     by: dict[str, list[dict]] = {}
     for r in results:
         by.setdefault(r["curriculum"], []).append(r)
@@ -144,11 +147,12 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250_000)
     p.add_argument("--eval-episodes-during", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per task in the final `mtrl eval`")
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/curriculum_ladder"))
+    p.add_argument("--env", default="ladder", choices=["ladder", "ladder2"], help="envs/minigrid-<env>.yaml")
+    p.add_argument("--out", default=None, help="default: benchmarks/results/curriculum_<env>")
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("--backfill", action="store_true", help="add stochastic evaluations to older result lines")
     args = p.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or ROOT / f"benchmarks/results/curriculum_{args.env}")
     out.mkdir(parents=True, exist_ok=True)
     res_path = out / "results.jsonl"
     if args.backfill:
@@ -164,7 +168,7 @@ def main() -> None:
                     f.write(json.dumps(row) + "\n")
     results = [r for r in load_results(res_path) if r["steps"] == args.steps]
     if results:
-        print(json.dumps(report(results, out), indent=2))
+        print(json.dumps(report(results, out, args.env), indent=2))
 
 
 if __name__ == "__main__":

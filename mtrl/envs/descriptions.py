@@ -91,6 +91,8 @@ MINIGRID: dict[str, str] = {
     "MultiRoom-N2-S4": "open the doors and go through two rooms to the green goal square",
     "MultiRoom-N6": "open the doors and go through six rooms to the green goal square",
     "KeyCorridorS3R1": "pick up the key, open the locked door and pick up the ball behind it",
+    "KeyCorridorS3R2": "search two rows of rooms for the key, open the locked door and pick up the ball",
+    "UnlockPickup": "pick up the key, open the locked door and pick up the box in the next room",
     "KeyCorridorS3R3": "search the rooms of a corridor for the key, open the locked door and pick up the ball",
 }
 

@@ -104,6 +104,12 @@ LADDER = {"MiniGrid-DoorKey-6x6-v0": "MiniGrid-DoorKey-16x16-v0",
 register("minigrid/ladder", _minigrid(
     "minigrid/ladder", [i for pair in LADDER.items() for i in pair],
     "4 stepping-stone -> target pairs for curricula: DoorKey, MultiRoom, KeyCorridor, Unlock"))
+# Two three-rung chains (stone -> target -> harder target); see envs/minigrid-ladder2.yaml.
+LADDER2 = [("MiniGrid-DoorKey-6x6-v0", "MiniGrid-KeyCorridorS3R1-v0", "MiniGrid-KeyCorridorS3R2-v0"),
+           ("MiniGrid-Unlock-v0", "MiniGrid-UnlockPickup-v0", "MiniGrid-BlockedUnlockPickup-v0")]
+register("minigrid/ladder2", _minigrid(
+    "minigrid/ladder2", [t for chain in LADDER2 for t in chain],
+    "2 three-rung chains for curricula: DoorKey -> KeyCorridor R1 -> R2, Unlock -> UnlockPickup -> Blocked"))
 register("minigrid/MT3", _minigrid(
     "minigrid/MT3", ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0"],
     "3 small MiniGrid tasks for quick tests"))
