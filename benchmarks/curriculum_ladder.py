@@ -36,8 +36,13 @@ def load_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def label(curr: str, args) -> str:
+    """The result's name: the curriculum, with ``+steps`` when slots follow the weights."""
+    return curr + ("+steps" if args.task_share == "steps" else "")
+
+
 def run_one(curr: str, seed: int, args, out: Path) -> dict:
-    run_dir = out / "runs" / f"{curr}_s{seed}"
+    run_dir = out / "runs" / f"{label(curr, args)}_s{seed}"
     mtrl = [sys.executable, "-m", "mtrl.cli"]
     t0 = time.time()
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*.pt")):
@@ -45,7 +50,7 @@ def run_one(curr: str, seed: int, args, out: Path) -> dict:
     else:
         cmd = [*mtrl, "train", f"envs/minigrid-{args.env}.yaml", f"agents/mtppo-{curr}.yaml", f"total_steps={args.steps}",
                f"seed={seed}", f"runners={args.runners}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
-               f"eval_episodes={args.eval_episodes_during}", "log_every=5"]
+               f"eval_episodes={args.eval_episodes_during}", "log_every=5", f"task_share={args.task_share}"]
     print(f"== {curr} seed {seed}: {' '.join(cmd[2:])}", flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
     subprocess.run([*mtrl, "eval", str(run_dir), "--episodes", str(args.eval_episodes), "--trust"], cwd=ROOT, check=True,
@@ -54,7 +59,7 @@ def run_one(curr: str, seed: int, args, out: Path) -> dict:
     stoch = stochastic_eval(run_dir, args.eval_episodes)
     curve = [json.loads(line) for line in (run_dir / "eval_history.jsonl").read_text().splitlines() if line]
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {"curriculum": curr, "seed": seed, "steps": args.steps, "wall_s": round(time.time() - t0, 1),
+    return {"curriculum": label(curr, args), "seed": seed, "steps": args.steps, "wall_s": round(time.time() - t0, 1),
             "final_success": {k: v["success"] for k, v in ev["tasks"].items()},
             "eval_episodes": args.eval_episodes, "window_success": summary["success"], "stochastic_success": stoch,
             "curve": [{"step": c["step"], "success": c["success"]} for c in curve], "run_dir": str(run_dir)}
@@ -147,6 +152,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250_000)
     p.add_argument("--eval-episodes-during", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per task in the final `mtrl eval`")
+    p.add_argument("--task-share", default="episodes", choices=["episodes", "steps"],
+                   help="what the weights set (config task_share); 'steps' runs are named CURRICULUM+steps")
     p.add_argument("--env", default="ladder", choices=["ladder", "ladder2"], help="envs/minigrid-<env>.yaml")
     p.add_argument("--out", default=None, help="default: benchmarks/results/curriculum_<env>")
     p.add_argument("--plot-only", action="store_true")
@@ -161,7 +168,7 @@ def main() -> None:
         for seed in args.seeds:  # seeds outermost: a partial benchmark still compares every curriculum
             for curr in args.curricula:
                 done = {(r["curriculum"], r["seed"], r["steps"]) for r in load_results(res_path)}
-                if (curr, seed, args.steps) in done:
+                if (label(curr, args), seed, args.steps) in done:
                     continue
                 row = run_one(curr, seed, args, out)
                 with open(res_path, "a") as f:

@@ -38,6 +38,7 @@ class TrainConfig:
     surgery_args: dict[str, Any] = field(default_factory=dict)  # e.g. {c: 0.9} for cagrad
     diagnostics_every: int = 0  # updates between gradient-conflict diagnostics (0: off)
     curriculum: str | None = None  # task scheduler (see mtrl.curriculum.names()); None: fixed balanced slots
+    task_share: str = "episodes"  # what a scheduler's weights set: the share of episodes or of env steps
     curriculum_args: dict[str, Any] = field(default_factory=dict)  # e.g. {tau: 0.2} for success
     task_graph: dict[str, list[str]] = field(default_factory=dict)  # env preset: task -> tasks it leads to
     imitation: str | None = None  # learn from demonstrations: gail | airl | mhairl (None: the env's reward)
@@ -249,6 +250,9 @@ def validate(cfg: DictConfig) -> None:
         if cfg.algo != "mtppo" or cfg.ppo.heads not in ("single", "multi"):
             raise MtrlError(f"obs: image works with algo=mtppo and ppo.heads single or multi, got {cfg.algo}, "
                             f"ppo.heads={cfg.ppo.heads}")
+    if cfg.task_share not in ("episodes", "steps"):
+        raise MtrlError(f"task_share must be 'episodes' (weights draw each slot's next episode) or 'steps' "
+                        f"(slots follow the weights, so env steps do); got {cfg.task_share!r}")
     if cfg.curriculum is not None:
         from mtrl import curriculum
 

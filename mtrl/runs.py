@@ -25,7 +25,8 @@ def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
     options = cfg.ppo.options if cfg.algo == "mtppo" and cfg.ppo.heads == "options" else 0
     return dict(taskset="custom" if cfg.tasks else cfg.taskset, tasks=list(cfg.tasks) or None,
                 envs_per_task=cfg.envs_per_task, seed=cfg.seed, split=cfg.split,
-                max_episode_steps=cfg.max_episode_steps, one_hot=cfg.one_hot, options=options)
+                max_episode_steps=cfg.max_episode_steps, one_hot=cfg.one_hot, options=options,
+                task_share=cfg.task_share)
 
 
 def default_run_dir(cfg: DictConfig) -> Path:

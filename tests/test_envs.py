@@ -112,6 +112,31 @@ def test_weights_change_sampling():
         env.set_task_weights([1.0, -1.0, 0.0])
 
 
+def test_task_share_steps_gives_each_task_its_weight_of_env_steps():
+    """Random play on MT3: LavaGap episodes end early in the lava, so drawing each episode from the
+    weights ('episodes') gives LavaGap fewer steps than its weight; 'steps' keeps slots, hence
+    env steps, in proportion."""
+    w = np.array([0.5, 0.25, 0.25])
+    share = {}
+    for mode in ("episodes", "steps"):
+        env = E.make("minigrid/MT3", envs_per_task=4, seed=0, task_share=mode)
+        env.reset(seed=0)
+        env.set_task_weights(w)
+        counts = np.zeros(3)
+        for t in range(2000):
+            _, _, _, _, info = env.step(env.action_space.sample())
+            if t >= 200:  # after the first episodes ended and slots were redrawn
+                counts += np.bincount(info["task_id"], minlength=3)
+        share[mode] = counts / counts.sum()
+    np.testing.assert_allclose(share["steps"], w, atol=0.03)
+    assert share["episodes"][2] < w[2] - 0.05, share  # the bias 'steps' removes
+    with pytest.raises(MtrlError, match="task_share"):
+        E.make("minigrid/MT3", task_share="time")
+    with pytest.raises(MtrlError, match="task_share must be"):
+        __import__("mtrl.config", fromlist=["build_config"]).build_config(
+            ["envs/minigrid-mt3.yaml", "agents/mtppo.yaml"], ["task_share=slots"])
+
+
 def test_custom_and_mixed_sets():
     env = E.make("custom", tasks=["MiniGrid-Empty-5x5-v0", "MiniGrid-DoorKey-5x5-v0"], seed=1)
     _check_steps(env)

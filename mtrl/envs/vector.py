@@ -6,8 +6,15 @@ set, followed by the one-hot task id (unless ``one_hot=False``, e.g. for ML held
 Slots: ``envs_per_task * T`` global slots; slot ``g`` starts on task ``g % T``. With the
 default (uniform, ``task_weights=None``) a slot keeps its task for good, so every task gets
 exactly ``envs_per_task`` slots. After :meth:`MultiTaskVectorEnv.set_task_weights`, a slot
-draws a new task from the weights each time an episode ends (the curriculum hook); envs are
-built lazily per (slot, task) and kept.
+draws a new task each time an episode ends (the curriculum hook); envs are built lazily per
+(slot, task) and kept. How it draws is ``task_share``:
+
+- ``episodes`` (default): from the weights, so each task's share of *episodes* follows them; its
+  share of env steps is then weight x episode length, and tasks whose episodes run to the time
+  limit (the unsolved ones) take more of the data than their weight;
+- ``steps``: the task furthest below its share of this env's slots (weight x slots minus the
+  slots running it now; ties broken by the slot's generator), so each task's share of *env
+  steps* follows the weights whatever its episode length (up to the episodes in progress).
 
 Autoreset is gymnasium's SAME_STEP mode: the step that ends an episode returns the next
 episode's first observation; the real last observation is in ``infos["final_obs"]`` (masked
@@ -61,7 +68,11 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
     def __init__(self, taskset: TaskSet, envs_per_task: int = 1, seed: int = 0,
                  slots: Sequence[int] | None = None, split: str = "train",
                  max_episode_steps: int | None = None, one_hot: bool = True,
-                 render_mode: str | None = None, render_kwargs: dict | None = None, options: int = 0):
+                 render_mode: str | None = None, render_kwargs: dict | None = None, options: int = 0,
+                 task_share: str = "episodes"):
+        if task_share not in ("episodes", "steps"):
+            raise MtrlError(f"task_share must be 'episodes' or 'steps', got {task_share!r}")
+        self.task_share = task_share
         if envs_per_task < 1:
             raise MtrlError(f"envs_per_task must be >= 1, got {envs_per_task}")
         self.taskset = taskset
@@ -121,6 +132,17 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
             raise MtrlError(f"task weights must be {self.num_tasks} finite non-negative numbers "
                             f"with a positive sum, got {list(np.round(w, 4))}")
         self._weights = w / w.sum()
+
+    def _next_task(self, i: int) -> int:
+        """Slot i's next task under the weights (see ``task_share`` in the module docstring)."""
+        rng, w = self._slot_rng[i], self._weights
+        assert w is not None
+        if self.task_share == "episodes":
+            return int(rng.choice(self.num_tasks, p=w))
+        running = np.bincount(np.delete(self.task_ids, i), minlength=self.num_tasks)
+        deficit = w * self.num_envs - running
+        best = np.flatnonzero(deficit >= deficit.max() - 1e-9)
+        return int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
 
     # ------------------------------------------------------------------ env plumbing
     def _env(self, i: int, task: int) -> gym.Env:
@@ -218,7 +240,7 @@ class MultiTaskVectorEnv(gym.vector.VectorEnv):
                 final_rows.append(obs_buf[i].copy())
                 ep.append((ep_ret[i], ep_len[i], float(ep_succ[i])))
                 if self._weights is not None:
-                    self.task_ids[i] = self._slot_rng[i].choice(self.num_tasks, p=self._weights)
+                    self.task_ids[i] = self._next_task(i)
                 self._reset_slot(i)
         infos: dict[str, Any] = {"task_id": step_task, "success": np.asarray(success, np.float32)}
         if chosen is not None:
