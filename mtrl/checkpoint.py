@@ -24,7 +24,7 @@ import json
 import os
 import pickle
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,11 @@ def to_safe(obj: Any, where: str = "state") -> Any:
         return {_NDARRAY: torch.from_numpy(np.array(obj, order="C", copy=True))}
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, dict):
-        return type(obj)((k, to_safe(v, f"{where}/{k}")) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_safe(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    if isinstance(obj, dict):  # subclasses (defaultdict, ...) become the plain containers weights_only reads
+        kind = OrderedDict if isinstance(obj, OrderedDict) else dict
+        return kind((k, to_safe(v, f"{where}/{k}")) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):  # a namedtuple becomes a tuple
+        return (list if isinstance(obj, list) else tuple)(to_safe(v, f"{where}[{i}]") for i, v in enumerate(obj))
     if isinstance(obj, deque):
         return {_DEQUE: [to_safe(v, f"{where}[{i}]") for i, v in enumerate(obj)], "maxlen": obj.maxlen}
     raise TypeError(f"checkpoint field {where} holds a {type(obj).__name__}; store tensors, arrays, numbers, "

@@ -166,6 +166,13 @@ def test_safe_state_round_trip_keeps_types():
     checkpoint.set_rng_state(back["rng"])
     with pytest.raises(TypeError, match="checkpoint field state/bad holds a set"):
         checkpoint.to_safe({"bad": {1, 2}})
+    from collections import defaultdict, namedtuple
+
+    Pair = namedtuple("Pair", "x y")
+    buf = io.BytesIO()  # container subclasses come back as the plain containers weights_only allows
+    torch.save(checkpoint.to_safe({"dd": defaultdict(list, k=[np.ones(2)]), "p": Pair(1, np.int64(2))}), buf)
+    back = checkpoint.from_safe(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    assert type(back["dd"]) is dict and (back["dd"]["k"][0] == 1).all() and back["p"] == (1, 2)
 
 
 def test_sweep_of_two_trials_and_a_killed_driver_restores_and_finishes(tmp_path):
