@@ -77,7 +77,7 @@ def to_safe(obj: Any, where: str = "state") -> Any:
 
 
 def from_safe(obj: Any) -> Any:
-    """Inverse of :func:`to_safe`."""
+    """Inverse of :func:`to_safe` (up to container subclasses, which come back as dict, list, tuple)."""
     if isinstance(obj, dict):
         if len(obj) == 1 and _NDARRAY in obj:
             return obj[_NDARRAY].numpy()

@@ -41,6 +41,8 @@ def method_label(cfg: dict[str, Any]) -> str:
     surgery = cfg.get("surgery", "mean")
     label = label if surgery == "mean" else f"{label}+{surgery}"
     curr = cfg.get("curriculum")
+    if curr is not None and cfg.get("task_share", "episodes") == "steps":
+        curr += "+steps"
     return label if curr is None else f"{label}@{curr}"
 
 

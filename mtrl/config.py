@@ -263,7 +263,13 @@ def validate(cfg: DictConfig) -> None:
                 raise MtrlError(f"curriculum {cfg.curriculum!r} trains with algo=mtppo or mtsac, got {cfg.algo}")
             section = "ppo" if cfg.algo == "mtppo" else "sac"
             ok = ("ensemble", "multi") if section == "ppo" else ("ensemble",)
-            if cfg[section].heads not in ok:
+            from mtrl.agents.archs import heads_for
+
+            try:  # arch=multihead implies per-task heads; a bad arch is reported by its own check below
+                heads = heads_for(cfg[section].arch, cfg[section].heads)
+            except (ValueError, MtrlError):
+                heads = cfg[section].heads
+            if heads not in ok:
                 raise MtrlError(f"curriculum {cfg.curriculum!r} needs per-task parameters: set {section}.heads="
                                 + " or ".join(ok) + f" (see agents/{cfg.algo}-camrl.yaml); got "
                                 f"{section}.heads={cfg[section].heads}")

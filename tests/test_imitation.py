@@ -234,7 +234,9 @@ def test_mhairl_run_infers_options_and_contexts_and_logs(tmp_path, demos, labels
 def test_mhairl_resume_equals_uninterrupted(tmp_path, demos, bc):
     args = [*MH_ARGS, f"demos={demos['unlabelled']}", "checkpoint_every=192"]
     if bc:  # Option-BC warm start and BC steps beside the adversarial reward (their optimiser resumes too)
-        args[-1] = args[-1].replace("}", ", bc_init: 30, bc_estep: 10, bc_steps: 2}")
+        i = next(k for k, a in enumerate(args) if a.startswith("imitation_args="))
+        args[i] = args[i].replace("}", ", bc_init: 30, bc_estep: 10, bc_steps: 2}")
+        assert build_config([], args).imitation_args.bc_init == 30
     full = train(build_config([], [*args, "total_steps=768", f"run_dir={tmp_path / 'full'}"]))
     part = train(build_config([], [*args, "total_steps=384", f"run_dir={tmp_path / 'part'}"]))
     train(build_config([], ["total_steps=768"], base=build_config([], [*args, f"run_dir={part}"])), resume=part)
@@ -243,6 +245,9 @@ def test_mhairl_resume_equals_uninterrupted(tmp_path, demos, bc):
         for k, v in a["reward_model"][key].items():
             assert torch.equal(v, b["reward_model"][key][k]), (key, k)
     assert torch.equal(a["reward_model"]["e_z"], b["reward_model"]["e_z"])
+    if bc:
+        sa, sb = a["reward_model"]["bc_opt"]["state"], b["reward_model"]["bc_opt"]["state"]
+        assert sa and all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
     for k, v in a["agent"]["net"].items():
         assert torch.equal(v, b["agent"]["net"][k]), k
 
@@ -273,6 +278,7 @@ def test_mhairl_bc_warm_start_fits_the_demos_and_restarts_ppo_ratios(tmp_path, d
     with torch.no_grad():
         agree = float((net.low_out(obs, rm["e_z"]).argmax(-1) == torch.as_tensor(d.actions)).float().mean())
     assert acc >= 0.9 and agree >= 0.8, (acc, agree)
+    assert len(ea.Scalars("ppo/approx_kl")) == 1  # one iteration: the warm start's own PPO update
     kl = ea.Scalars("ppo/approx_kl")[0].value
     assert abs(kl) < 0.1, kl  # PPO's ratios started at 1, not at the untrained policy's
 
@@ -283,10 +289,11 @@ def test_mhairl_needs_the_option_policy(demos):
     with pytest.raises(MtrlError, match="has no argument 'reward'"):
         build_config(["envs/minigrid-mt3.yaml", "agents/mhairl.yaml"],
                      [f"demos={demos['labelled']}", "imitation_args={reward: logit}"])
-    cfg = build_config(["envs/minigrid-mt3.yaml", "agents/mhairl.yaml"],
-                       [f"demos={demos['labelled']}", "imitation_args.bc_steps=-1", "total_steps=64"])
-    with pytest.raises(MtrlError, match="bc_steps must be an integer >= 0"):
-        train(cfg)
+    for bad, msg in (("bc_steps=-1", "bc_steps must be an integer >= 0"), ("bc_lr=abc", "bc_lr must be a number > 0"),
+                     ("bc_estep=0", "bc_estep must be an integer >= 1")):
+        with pytest.raises(MtrlError, match=msg):
+            build_config(["envs/minigrid-mt3.yaml", "agents/mhairl.yaml"],
+                         [f"demos={demos['labelled']}", f"imitation_args.{bad}"])
 
 
 def test_more_bad_imitation_input_gets_one_line(tmp_path, demos):

@@ -57,6 +57,18 @@ def validate(cfg: Any, task_names: list[str]) -> None:
     bad = sorted(set(cfg.imitation_args) - set(valid))
     if bad:
         raise MtrlError(f"imitation {cfg.imitation!r} has no argument {bad[0]!r}; {did_you_mean(bad[0], valid)}valid arguments: {choices(valid)}")
+    _check_bc_args(cfg.imitation_args)
+
+
+def _check_bc_args(args: Any) -> None:
+    """MH-AIRL's behaviour-cloning options (see mtrl.imitation.mhairl, choice 6), as one line each."""
+    for name, lo in (("bc_init", 0), ("bc_steps", 0), ("bc_estep", 1), ("bc_batch", 1)):
+        v = args.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+            raise MtrlError(f"imitation_args.{name} must be an integer >= {lo}, got {v!r}")
+    lr = args.get("bc_lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise MtrlError(f"imitation_args.bc_lr must be a number > 0, got {lr!r}")
 
 
 def _check_demos_folder(cfg: Any, task_names: list[str]) -> dict[str, Any]:

@@ -40,7 +40,9 @@ precursor paper and code say):
    Jing et al., ICML 2021) for N steps before the first adversarial update, the hierarchical form
    of the BC pre-training of OpenAI baselines' GAIL (``--pretrained``); ``bc_steps: M`` keeps M
    such steps after every discriminator update, the BC term of "Augmenting GAIL with BC" (Jena,
-   Liu & Sycara, CoRL 2020) as separate optimiser steps. The warm start's own rollout came from
+   Liu & Sycara, CoRL 2020) as separate optimiser steps (the rollout keeps the log pi of the
+   policy that collected it, so PPO's ratios stay the true importance weights and its clipping
+   keeps the update near that policy). The warm start's own rollout came from
    the untrained policy, so its log pi is recomputed under the warm-started one (PPO's ratios
    start at 1). Unlabelled demos get their contexts from the posterior, fitted for 50 steps on
    that first rollout. Why it matters on MiniGrid: with the gradient penalty (weight 10, target
@@ -109,12 +111,10 @@ class MHAIRLReward:
         self.alpha_mi, self.alpha_di = alpha_mi, alpha_di
         self.estep_every, self.posterior_updates = max(int(estep_every), 1), int(posterior_updates)
         self.gen = torch.Generator().manual_seed(seed + 4321)
-        for name, v, lo in (("bc_init", bc_init, 0), ("bc_steps", bc_steps, 0), ("bc_estep", bc_estep, 1),
-                            ("bc_batch", bc_batch, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise MtrlError(f"imitation_args.{name} must be an integer >= {lo}, got {v!r}")
-        if not bc_lr > 0:
-            raise MtrlError(f"imitation_args.bc_lr must be > 0, got {bc_lr!r}")
+        from mtrl.imitation import _check_bc_args
+
+        _check_bc_args({"bc_init": bc_init, "bc_steps": bc_steps, "bc_estep": bc_estep, "bc_batch": bc_batch,
+                        "bc_lr": bc_lr})
         self.bc_init, self.bc_estep, self.bc_steps = bc_init, bc_estep, bc_steps
         self.bc_lr, self.bc_batch = float(bc_lr), bc_batch
         self._relabel_logp = False  # set by the warm start: its rollout's log pi is recomputed once
@@ -274,7 +274,7 @@ class MHAIRLReward:
             nll = float(loss.detach())
             if net.discrete:
                 acc = float((net.low_out(obs, z).argmax(-1) == self.e_act[idx].long().reshape(-1)).float().mean())
-        return {"bc_nll": nll, "bc_accuracy": acc}
+        return {"bc_nll": nll, "bc_accuracy": acc} if net.discrete else {"bc_nll": nll}
 
     # ------------------------------------------------------------------ the seam
     def update(self, rollout: dict[str, Any], kind: str = "rollout") -> dict[str, Any]:
@@ -283,7 +283,8 @@ class MHAIRLReward:
         pol = self._policy_batch(rollout)
         segs = self._segments(rollout)
         warm = self.bc_init > 0 and self.updates == 0
-        # a warm start assigns the unlabelled demos' contexts from the posterior: fit it longer first
+        # a warm start assigns unlabelled demos' contexts from the posterior: fit it longer first (also with
+        # labels, where the posterior only gives the mutual-information reward)
         for _ in range(max(self.posterior_updates, 50) if warm else self.posterior_updates):
             lp_c, ctx = self._context_logp(pol, segs)
             keep = 1.0 - pol["done"]
