@@ -77,6 +77,10 @@ def report(results: list[dict], out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    for r in results:  # rows from before the stochastic evaluation was recorded: read it from the run
+        done = out / "runs" / f"{r['method']}_{r['labels']}_s{r['seed']}" / "eval_stochastic.json"
+        if "final_success_stochastic" not in r and done.is_file():
+            r["final_success_stochastic"] = {k: v["success"] for k, v in json.loads(done.read_text())["tasks"].items()}
     groups: dict[str, list[dict]] = {}
     for r in results:
         groups.setdefault(f"{r['method']} ({r['labels']})", []).append(r)
