@@ -105,8 +105,8 @@ def report(results: list[dict], out: Path) -> dict:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     names = list(table)
     ax.bar(range(len(names)), [table[n]["mean_success"] for n in names],
-           yerr=[[table[n]["mean_success"] - table[n]["min"] for n in names],
-                 [table[n]["max"] - table[n]["mean_success"] for n in names]], capsize=3)
+           yerr=[[max(table[n]["mean_success"] - table[n]["min"], 0.0) for n in names],  # float rounding
+                 [max(table[n]["max"] - table[n]["mean_success"], 0.0) for n in names]], capsize=3)
     ax.axhline(np.mean(list(results[0]["expert_success"].values())), color="k", ls="--", label="expert")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("deterministic success (final)")
