@@ -258,7 +258,7 @@ def validate(cfg: DictConfig) -> None:
 
         sched = curriculum.get(cfg.curriculum, [t.name for t in tasks], OmegaConf.to_container(cfg.task_graph),
                                **OmegaConf.to_container(cfg.curriculum_args))  # bad name / args / graph -> MtrlError
-        if getattr(sched, "needs_ensemble", False):
+        if getattr(sched, "needs_task_params", False):
             if cfg.algo not in ("mtppo", "mtsac"):
                 raise MtrlError(f"curriculum {cfg.curriculum!r} trains with algo=mtppo or mtsac, got {cfg.algo}")
             section = "ppo" if cfg.algo == "mtppo" else "sac"

@@ -170,10 +170,10 @@ def test_batched_viterbi_equals_viterbi_per_trajectory():
     E, L = len(lengths), int(lengths.max())
     log_low = torch.log_softmax(torch.randn(E, L, K, generator=g), -1)
     log_high = torch.log_softmax(torch.randn(E, L, K + 1, K, generator=g), -1)
-    z = viterbi_batch(log_low, log_high, lengths)
+    z, lp = viterbi_batch(log_low, log_high, lengths)
     for e, n in enumerate(lengths.tolist()):
-        ref, _ = viterbi(log_low[e, :n], log_high[e, :n])
-        assert torch.equal(z[e, :n], ref), e
+        ref, ref_lp = viterbi(log_low[e, :n], log_high[e, :n])
+        assert torch.equal(z[e, :n], ref) and torch.allclose(lp[e], ref_lp), e
         assert not z[e, n:].any()
 
 

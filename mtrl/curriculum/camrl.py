@@ -131,7 +131,7 @@ def frank_wolfe(f, b0: torch.Tensor, free: torch.Tensor, radius: float, steps: i
 
 class CAMRL(Scheduler):
     name = "camrl"
-    needs_ensemble = True  # per-task parameters: ppo.heads=ensemble|multi or sac.heads=ensemble
+    needs_task_params = True  # per-task parameters: ppo.heads=ensemble|multi or sac.heads=ensemble
     state_attrs = ("B", "mode", "round", "order", "remaining", "left", "focus", "loss_hist", "term_hist",
                    "last_loss", "indicator", "rng")
 

@@ -117,7 +117,7 @@ class MHAIRLReward:
                         "bc_lr": bc_lr})
         self.bc_init, self.bc_estep, self.bc_steps = bc_init, bc_estep, bc_steps
         self.bc_lr, self.bc_batch = float(bc_lr), bc_batch
-        self._relabel_logp = False  # set by the warm start: its rollout's log pi is recomputed once
+        self._warm_logp: np.ndarray | None = None  # the warm start's rollout log pi, for its relabel
         self.agent: Any = None
         self.updates = 0
         self.e_raw = torch.as_tensor(demos.obs)
@@ -126,13 +126,12 @@ class MHAIRLReward:
         self.e_done = torch.as_tensor(demos.terminated | demos.truncated).float()
         ep = np.asarray(demos.episode)
         starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
-        self.e_slices = [slice(int(a), int(b)) for a, b in zip(starts, np.r_[starts[1:], len(ep)])]
-        self.e_len = torch.tensor([sl.stop - sl.start for sl in self.e_slices])
-        self.e_pad = torch.full((len(self.e_slices), int(self.e_len.max())), -1, dtype=torch.long)  # demo rows
-        self.e_owner = torch.empty(len(ep), dtype=torch.long)  # each row's demo
-        for i, sl in enumerate(self.e_slices):
-            self.e_pad[i, :sl.stop - sl.start] = torch.arange(sl.start, sl.stop)
-            self.e_owner[sl] = i
+        ends = np.r_[starts[1:], len(ep)]
+        self.e_len = torch.as_tensor(ends - starts)
+        self.e_pad = torch.full((len(starts), int(self.e_len.max())), -1, dtype=torch.long)  # demo rows, padded
+        for i, (a, b) in enumerate(zip(starts, ends)):
+            self.e_pad[i, :b - a] = torch.arange(a, b)
+        self.e_owner = torch.repeat_interleave(torch.arange(len(starts)), self.e_len)  # each row's demo
         self.e_ctx: torch.Tensor | None = torch.as_tensor(demos.task_ids) if demos.labels else None
         self.e_z: torch.Tensor | None = None  # options from the last E-step
 
@@ -175,7 +174,7 @@ class MHAIRLReward:
         obs = self._policy_obs(self.e_raw, self.e_ctx, torch.full((n,), self.K))
         log_low = torch.stack([net.low_logp_entropy(obs, torch.full((n,), z), self._low_action(self.e_act))[0]
                                for z in range(self.K)], 1)  # [N, K]
-        z_pad = viterbi_batch(log_low[rows], log_high[rows], self.e_len)
+        z_pad, _ = viterbi_batch(log_low[rows], log_high[rows], self.e_len)
         z = torch.empty(n, dtype=torch.long)
         z[self.e_pad[valid]] = z_pad[valid]
         self.e_z = z
@@ -185,9 +184,9 @@ class MHAIRLReward:
 
     def _expert_zp(self) -> torch.Tensor:
         assert self.e_z is not None
-        zp = torch.full_like(self.e_z, self.K)
-        for sl in self.e_slices:
-            zp[sl.start + 1:sl.stop] = self.e_z[sl.start:sl.stop - 1]
+        zp = torch.full_like(self.e_z, self.K)  # z_{t-1}; K at each demo's first step
+        same = self.e_owner[1:] == self.e_owner[:-1]
+        zp[1:][same] = self.e_z[:-1][same]
         return zp
 
     @torch.no_grad()
@@ -295,8 +294,9 @@ class MHAIRLReward:
         stats: dict[str, Any] = {"loss": 0.0, "acc_expert": 0.0, "acc_policy": 0.0}
         if warm:  # the warm start (see the module docstring, "Behaviour cloning")
             stats.update({f"{k}_init": v for k, v in self._bc_steps(self.bc_init, self.bc_estep).items()})
-            self._relabel_logp = True
-            pol = self._policy_batch(self._with_current_logp(rollout))
+            rollout = self._with_current_logp(rollout)
+            self._warm_logp = rollout["logp"]
+            pol = self._policy_batch(rollout)
         if self.e_z is None or self.updates % self.estep_every == 0 or warm:
             self.e_step()
         n = pol["s"].shape[0]
@@ -343,9 +343,8 @@ class MHAIRLReward:
 
     @torch.no_grad()
     def relabel(self, rollout: dict[str, Any], kind: str = "rollout") -> dict[str, Any]:
-        if self._relabel_logp:
-            self._relabel_logp = False
-            rollout = self._with_current_logp(rollout)
+        if self._warm_logp is not None:  # computed in update(), same rollout and policy
+            rollout, self._warm_logp = {**rollout, "logp": self._warm_logp}, None
         pol = self._policy_batch(rollout)
         reward = self.disc.f(pol["s"], pol["a"], pol["s2"], pol["done"], pol["zp"], pol["z"]) - pol["logp"]
         reward = reward + self.alpha_di * self._option_logp(pol)

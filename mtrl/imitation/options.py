@@ -40,27 +40,19 @@ def viterbi(log_low: torch.Tensor, log_high: torch.Tensor) -> tuple[torch.Tensor
     T, K = log_low.shape
     if log_high.shape != (T, K + 1, K):
         raise ValueError(f"log_high must be [T, K+1, K] = [{T}, {K + 1}, {K}], got {list(log_high.shape)}")
-    delta = log_high[0, K] + log_low[0]
-    back = torch.zeros(T, K, dtype=torch.long)
-    for t in range(1, T):
-        scores = delta[:, None] + log_high[t, :K]  # [z', z]
-        best, back[t] = scores.max(0)
-        delta = best + log_low[t]
-    z = torch.empty(T, dtype=torch.long)
-    logp, z[T - 1] = delta.max(0)
-    for t in range(T - 1, 0, -1):
-        z[t - 1] = back[t, z[t]]
-    return z, logp
+    z, logp = viterbi_batch(log_low[None], log_high[None], torch.tensor([T]))
+    return z[0], logp[0]
 
 
-def viterbi_batch(log_low: torch.Tensor, log_high: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """:func:`viterbi` for ``E`` trajectories padded to a common length ``L``.
+def viterbi_batch(log_low: torch.Tensor, log_high: torch.Tensor,
+                  lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`viterbi` for ``E`` trajectories padded to a common length ``L`` (the recursion).
 
     Args:
         log_low: ``[E, L, K]``; log_high: ``[E, L, K + 1, K]``; lengths: ``[E]`` (each >= 1).
 
     Returns:
-        ``[E, L]`` options (entries past a trajectory's length are 0). Trajectory e's path is the
+        ``([E, L] options, [E] log p*)`` (options past a trajectory's length are 0). Trajectory e's path is the
         one :func:`viterbi` gives on its first ``lengths[e]`` steps: past its end the recursion
         carries delta unchanged, so the backtrack starts from the argmax at its own last step.
     """
@@ -76,12 +68,12 @@ def viterbi_batch(log_low: torch.Tensor, log_high: torch.Tensor, lengths: torch.
         delta = torch.where(live, best + log_low[:, t], delta)
         back[:, t] = torch.where(live, arg, ident)  # past the end: z_{t-1} = z_t (a no-op chain)
     z = torch.zeros(E, L, dtype=torch.long)
-    cur = delta.argmax(1)
+    logp, cur = delta.max(1)
     z[:, L - 1] = cur
     for t in range(L - 1, 0, -1):
         cur = back[:, t].gather(1, cur[:, None]).squeeze(1)
         z[:, t - 1] = cur
-    return z * (torch.arange(L)[None] < lengths[:, None])
+    return z * (torch.arange(L)[None] < lengths[:, None]), logp
 
 
 class ContextPosterior(nn.Module):
