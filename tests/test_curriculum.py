@@ -322,12 +322,14 @@ def test_camrl_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(v, b["agent"]["net"][k]), k
 
 
-def test_ladder_preset_graph_matches_its_tasks():
-    cfg = build_config(["envs/minigrid-ladder.yaml", "agents/mtppo-mastering-rate.yaml"], [])
-    sched = curriculum.get("mastering-rate", [t.removeprefix("MiniGrid-").removesuffix("-v0") for pair in
-                                              __import__("mtrl.envs.tasksets", fromlist=["LADDER"]).LADDER.items()
-                                              for t in pair], dict(cfg.task_graph))
-    assert len(sched.edges) == 4 and all(j == i + 1 for i, j in sched.edges)  # stone -> its target
+@pytest.mark.parametrize("ladder,edges", [("ladder", 4), ("ladder2", 4), ("ladder3", 8)])
+def test_ladder_preset_graph_matches_its_tasks(ladder, edges):
+    from mtrl.envs import get
+
+    cfg = build_config([f"envs/minigrid-{ladder}.yaml", "agents/mtppo-mastering-rate.yaml"], [])
+    names = [t.name for t in get(cfg.taskset).tasks()]
+    sched = curriculum.get("mastering-rate", names, dict(cfg.task_graph))
+    assert len(sched.edges) == edges and all(j == i + 1 for i, j in sched.edges)  # each rung -> the next
 
 
 def test_camrl_with_mtsac_regularises_the_per_task_actors():

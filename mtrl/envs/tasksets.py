@@ -110,6 +110,15 @@ LADDER2 = [("MiniGrid-DoorKey-6x6-v0", "MiniGrid-KeyCorridorS3R1-v0", "MiniGrid-
 register("minigrid/ladder2", _minigrid(
     "minigrid/ladder2", [t for chain in LADDER2 for t in chain],
     "2 three-rung chains for curricula: DoorKey -> KeyCorridor R1 -> R2, Unlock -> UnlockPickup -> Blocked"))
+# Two five-rung chains whose top rungs are out of a 2M-step budget's reach; see envs/minigrid-ladder3.yaml.
+LADDER3 = [("MiniGrid-DoorKey-6x6-v0", "MiniGrid-KeyCorridorS3R1-v0", "MiniGrid-KeyCorridorS3R2-v0",
+            "MiniGrid-KeyCorridorS4R3-v0", "MiniGrid-KeyCorridorS5R3-v0"),
+           ("MiniGrid-Unlock-v0", "MiniGrid-UnlockPickup-v0", "MiniGrid-BlockedUnlockPickup-v0",
+            "MiniGrid-ObstructedMaze-1Dlhb-v0", "MiniGrid-ObstructedMaze-2Dlh-v0")]
+register("minigrid/ladder3", _minigrid(
+    "minigrid/ladder3", [t for chain in LADDER3 for t in chain],
+    "2 five-rung chains for curricula, top rungs out of reach: DoorKey -> KeyCorridor S3R1..S5R3, "
+    "Unlock -> ... -> ObstructedMaze-2Dlh"))
 register("minigrid/MT3", _minigrid(
     "minigrid/MT3", ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0"],
     "3 small MiniGrid tasks for quick tests"))
