@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from runlock import run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 CURRICULA = ["uniform", "success", "learning-progress", "mastering-rate", "plr", "camrl", "camrl-shared"]
@@ -167,12 +168,13 @@ def main() -> None:
     if not args.plot_only:
         for seed in args.seeds:  # seeds outermost: a partial benchmark still compares every curriculum
             for curr in args.curricula:
-                done = {(r["curriculum"], r["seed"], r["steps"]) for r in load_results(res_path)}
-                if (label(curr, args), seed, args.steps) in done:
-                    continue
-                row = run_one(curr, seed, args, out)
-                with open(res_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                with run_lock(out, f"{label(curr, args)}_s{seed}_{args.steps}") as mine:
+                    done = {(r["curriculum"], r["seed"], r["steps"]) for r in load_results(res_path)}
+                    if not mine or (label(curr, args), seed, args.steps) in done:
+                        continue
+                    row = run_one(curr, seed, args, out)
+                    with open(res_path, "a") as f:
+                        f.write(json.dumps(row) + "\n")
     results = [r for r in load_results(res_path) if r["steps"] == args.steps]
     if results:
         print(json.dumps(report(results, out, args.env), indent=2))

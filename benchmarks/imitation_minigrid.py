@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from runlock import run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PRESET = {"minigrid/MT5": "envs/minigrid-mt5.yaml", "minigrid/MT3": "envs/minigrid-mt3.yaml"}
@@ -142,11 +143,13 @@ def main() -> None:
         for seed in args.seeds:
             for labels in args.labels:
                 for method in args.methods:
-                    if any((r["method"], r["labels"], r["seed"]) == (method, labels, seed) for r in load()):
-                        continue
-                    row = run_one(method, labels, seed, args, out)
-                    with open(res_path, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    with run_lock(out, f"{method}_{labels}_s{seed}") as mine:
+                        if not mine or any((r["method"], r["labels"], r["seed"]) == (method, labels, seed)
+                                           for r in load()):
+                            continue
+                        row = run_one(method, labels, seed, args, out)
+                        with open(res_path, "a") as f:
+                            f.write(json.dumps(row) + "\n")
     results = load()
     if results:
         print(json.dumps(report(results, out), indent=2))

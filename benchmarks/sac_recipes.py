@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from runlock import run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every variant starts from the CPU recipe a user reaches for first (the one-hour run:
@@ -53,6 +54,11 @@ VARIANTS: dict[str, list[str]] = {
     "threads2": [*CPU, "threads=2"],
     "combo": [*CPU, *BRONET, *CATEGORICAL, "sac.task_embedding=32", "sac.weight_decay=0.0001", "threads=2"],
     "paper400": [],
+    # Is it sharing? one whole network per task (4 single-task SACs updated together), and multi-head
+    "ensemble": [*CPU, "sac.heads=ensemble"],
+    "multihead": [*CPU, "sac.heads=multi"],
+    # 200-step episodes (BRC's setting): more resets, more of each episode spent near the start
+    "ep200": [*CPU, "max_episode_steps=200"],
 }
 
 
@@ -161,11 +167,13 @@ def main() -> None:
     if not args.plot_only:
         for seed in args.seeds:  # seeds outermost: a partial ablation still compares every variant
             for v in args.variants:
-                if any(r["variant"] == v and r["seed"] == seed and r["minutes"] == args.minutes for r in load(results)):
-                    continue
-                row = run_one(v, seed, VARIANTS[v], out, args.minutes, args.eval_every, args.eval_episodes)
-                with open(results, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                with run_lock(out, f"{v}_s{seed}") as mine:
+                    if not mine or any(r["variant"] == v and r["seed"] == seed and r["minutes"] == args.minutes
+                                       for r in load(results)):
+                        continue
+                    row = run_one(v, seed, VARIANTS[v], out, args.minutes, args.eval_every, args.eval_episodes)
+                    with open(results, "a") as f:
+                        f.write(json.dumps(row) + "\n")
     print(json.dumps(summarise(load(results), out), indent=2))
 
 

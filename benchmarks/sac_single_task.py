@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from peers import evaluate  # noqa: E402
+from runlock import run_lock  # noqa: E402
 from sac_recipes import load, run_one  # noqa: E402
 
 SAC = dict(hidden=[256, 256], batch=256, lr=3e-4, gamma=0.99, tau=0.005, learning_starts=5_000)
@@ -89,16 +90,17 @@ def main() -> None:
                 for lib in args.libs:
                     for v in (args.variants if lib == "mtrl" else ["matched"]):
                         key = dict(lib=lib, task=task, seed=seed, variant=v, steps=args.steps)
-                        if any(all(r.get(k) == x for k, x in key.items()) for r in load(results)):
-                            continue
-                        if lib == "sb3":
-                            curve = run_sb3(task, seed, args.steps, args.eval_every, args.eval_episodes)
-                        else:
-                            row = run_one(f"{v}_{task}", seed, [f"taskset=metaworld/MT1:{task}", *VARIANTS[v]], out,
-                                          None, args.eval_every, args.eval_episodes, total_steps=args.steps)
-                            curve = row["curve"]
-                        with open(results, "a") as f:
-                            f.write(json.dumps({**key, "curve": curve}) + "\n")
+                        with run_lock(out, f"{lib}_{v}_{task}_s{seed}_{args.steps}") as mine:
+                            if not mine or any(all(r.get(k) == x for k, x in key.items()) for r in load(results)):
+                                continue
+                            if lib == "sb3":
+                                curve = run_sb3(task, seed, args.steps, args.eval_every, args.eval_episodes)
+                            else:
+                                row = run_one(f"{v}_{task}", seed, [f"taskset=metaworld/MT1:{task}", *VARIANTS[v]],
+                                              out, None, args.eval_every, args.eval_episodes, total_steps=args.steps)
+                                curve = row["curve"]
+                            with open(results, "a") as f:
+                                f.write(json.dumps({**key, "curve": curve}) + "\n")
     rows = load(results)
     lines = ["| lib | variant | task | seed | success by env steps (k: success) | best |", "|---|---|---|---|---|---|"]
     for r in rows:
