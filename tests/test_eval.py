@@ -80,3 +80,27 @@ def test_stochastic_eval_is_repeatable_and_separate(tiny_run):
     r = mtrl("eval", tiny_run, "--episodes", "2", "--stochastic")
     assert r.returncode == 0, r.stderr
     assert "stochastic episodes per task" in r.stdout and (tiny_run / "eval_stochastic.json").is_file()
+
+
+def test_evaluation_runs_on_one_thread_and_restores_the_count(tiny_run, monkeypatch):
+    """Small-batch policy calls on several OpenMP threads crawl on a busy machine (~400x measured):
+    evaluation uses one thread and gives the caller's count back."""
+    import torch
+
+    from mtrl import evaluate as ev
+
+    seen = []
+    real = ev.evaluate
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(ev, "evaluate", spy)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ev.evaluate_run(tiny_run, episodes=1, progress=False)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(prev)
