@@ -8,6 +8,8 @@ runs resume), so the benchmark can span sessions:
     .venv/bin/python benchmarks/imitation_minigrid.py                      # MT5, 3 seeds
     .venv/bin/python benchmarks/imitation_minigrid.py --methods airl --labels unlabelled --seeds 0
     .venv/bin/python benchmarks/imitation_minigrid.py --plot-only
+    .venv/bin/python benchmarks/imitation_minigrid.py --taskset metaworld/reach4 --methods bc mhairl-bc \
+        --labels labelled --steps 200000                    # Meta-World, scripted experts
 
 ``mhairl-bc`` is MH-AIRL with Option-BC (``agents/mhairl-bc.yaml``: a warm start and BC steps
 beside the adversarial reward). BC learns from the demos directly (its rollouts only measure it); unlabelled BC has no task id
@@ -29,7 +31,8 @@ import numpy as np
 from runlock import run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_PRESET = {"minigrid/MT5": "envs/minigrid-mt5.yaml", "minigrid/MT3": "envs/minigrid-mt3.yaml"}
+ENV_PRESET = {"minigrid/MT5": "envs/minigrid-mt5.yaml", "minigrid/MT3": "envs/minigrid-mt3.yaml",
+              "metaworld/reach4": "envs/reach4.yaml"}
 
 
 def demos_path(out: Path, taskset: str, labelled: bool, episodes: int) -> Path:
@@ -129,10 +132,12 @@ def main() -> None:
     p.add_argument("--demo-episodes", type=int, default=50, help="expert episodes per task")
     p.add_argument("--runners", type=int, default=0)
     p.add_argument("--eval-episodes", type=int, default=20)
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/imitation_minigrid"))
+    p.add_argument("--out", default=None, help="default: benchmarks/results/imitation_minigrid (MT5), "
+                   "else imitation_<task set>")
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
-    out = Path(args.out)
+    slug = "minigrid" if args.taskset == "minigrid/MT5" else args.taskset.replace("/", "_")
+    out = Path(args.out or ROOT / f"benchmarks/results/imitation_{slug}")
     out.mkdir(parents=True, exist_ok=True)
     res_path = out / "results.jsonl"
 
