@@ -108,8 +108,10 @@ def _try(fn, *a) -> None:
 
 def summarise(rows: list[dict], out: Path, title: str = "MT-SAC recipes on Meta-World reach4") -> dict:
     by: dict[str, list[dict]] = {}
-    for r in rows:
-        by.setdefault(r["variant"], []).append(r)
+    for r in rows:  # runs of another length are their own row: "rnorm (60 min)"
+        minutes = r.get("minutes")
+        key = r["variant"] if minutes in (None, 15) else f"{r['variant']} ({minutes:g} min)"
+        by.setdefault(key, []).append(r)
     summary = {}
     for v, rs in by.items():
         curves = [np.asarray(r["curve"]) for r in rs if r["curve"]]
