@@ -125,3 +125,21 @@ def test_help_of_every_command_prints_usage(command):
     r = mtrl(*([command] if command else []), "--help")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("usage: mtrl") and "Traceback" not in r.stderr
+
+
+# Presets that need more than an env preset (demos=PATH, or a task graph) are built by
+# tests/test_imitation.py and tests/test_curriculum.py.
+NEEDS_MORE = {"airl.yaml", "bc.yaml", "gail.yaml", "mhairl.yaml", "mhairl-bc.yaml", "mtppo-mastering-rate.yaml",
+              "mtsac-mastering-rate.yaml"}
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "agents").glob("*.yaml") if p.name not in NEEDS_MORE))
+def test_every_agent_preset_builds_a_valid_config(preset):
+    """Each shipped agent preset resolves (its ``base:``) and passes config validation with an env
+    preset it is meant for (MiniGrid for MT-PPO-based ones, reach4 for MT-SAC-based ones)."""
+    from mtrl.config import build_config
+
+    algo = build_config(["envs/minigrid-mt3.yaml", f"agents/{preset}"], []).algo
+    env = "envs/reach4.yaml" if algo == "mtsac" else "envs/minigrid-mt3.yaml"
+    cfg = build_config([env, f"agents/{preset}"], [])
+    assert cfg.algo in ("mtppo", "mtsac", "bc") and cfg.taskset
