@@ -16,6 +16,22 @@ import torch
 from mtrl.envs import MultiTaskVectorEnv
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with one torch intra-op thread, then restore the previous count.
+
+    Evaluation calls the policy on at most a few dozen observations per step, where more threads
+    only add synchronisation; on a busy machine (evaluating while training runs) two OpenMP
+    threads made each call of a 64x64 MiniGrid policy ~400x slower (0.4 ms -> 160 ms, measured
+    with the ladder3 policy at T=10), turning a one-minute ``mtrl eval`` into ten."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 @torch.no_grad()
 def evaluate(policy: torch.nn.Module, env: MultiTaskVectorEnv, episodes: int, seed: int | None = None,
              progress: bool = False, label: str = "eval", deterministic: bool = True) -> dict[str, Any]:
@@ -39,17 +55,18 @@ def evaluate(policy: torch.nn.Module, env: MultiTaskVectorEnv, episodes: int, se
         from tqdm import tqdm
 
         bar = tqdm(total=episodes * env.num_envs, desc=f"{label} episodes", unit="ep", leave=False)
-    while min(len(d) for d in done_eps) < episodes:
-        tids = env.task_ids.copy()
-        a = policy.act(torch.from_numpy(obs), torch.from_numpy(tids), gen, deterministic=deterministic)[0].numpy()
-        obs, _, _, _, info = env.step(a)
-        if "_episode" in info:
-            for i in np.flatnonzero(info["_episode"]):
-                if len(done_eps[i]) < episodes:
-                    ep = info["episode"]
-                    done_eps[i].append((float(ep["success"][i]), float(ep["r"][i]), int(ep["l"][i])))
-                    if bar is not None:
-                        bar.update(1)
+    with one_thread():  # small batches: extra intra-op threads only slow the policy calls
+        while min(len(d) for d in done_eps) < episodes:
+            tids = env.task_ids.copy()
+            a = policy.act(torch.from_numpy(obs), torch.from_numpy(tids), gen, deterministic=deterministic)[0].numpy()
+            obs, _, _, _, info = env.step(a)
+            if "_episode" in info:
+                for i in np.flatnonzero(info["_episode"]):
+                    if len(done_eps[i]) < episodes:
+                        ep = info["episode"]
+                        done_eps[i].append((float(ep["success"][i]), float(ep["r"][i]), int(ep["l"][i])))
+                        if bar is not None:
+                            bar.update(1)
     if bar is not None:
         bar.close()
     per_task: list[list[tuple[float, float, int]]] = [[] for _ in range(T)]
@@ -78,22 +95,6 @@ def mean_interval(x: np.ndarray, z: float = 1.96) -> tuple[float | None, float |
         return (None, None)
     se = float(np.std(x, ddof=1) / np.sqrt(len(x)))
     return (float(np.mean(x) - z * se), float(np.mean(x) + z * se))
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block with one torch intra-op thread, then restore the previous count.
-
-    Evaluation calls the policy on at most a few dozen observations per step, where more threads
-    only add synchronisation; on a busy machine (evaluating while training runs) two OpenMP
-    threads made each call of a 64x64 MiniGrid policy ~400x slower (0.4 ms -> 160 ms, measured
-    with the ladder3 policy at T=10), turning a one-minute ``mtrl eval`` into ten."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
 
 
 def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, seed: int | None = None,
@@ -129,9 +130,8 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
             continue
         kw = {**env_kwargs(cfg), "envs_per_task": 1, "seed": seed, "split": split}
         env = make(**kw, slots=chosen)
-        with one_thread():
-            res = evaluate(agent.policy, env, episodes, seed=seed, progress=progress, label=split,
-                           deterministic=deterministic)
+        res = evaluate(agent.policy, env, episodes, seed=seed, progress=progress, label=split,
+                       deterministic=deterministic)
         env.close()
         for i in chosen:
             eps = res["episodes"][i]

@@ -31,7 +31,7 @@ from mtrl.agents.archs import count_params
 from mtrl.buffers import PerTaskReplay
 from mtrl.envs import make
 from mtrl.errors import MtrlError
-from mtrl.evaluate import evaluate, one_thread
+from mtrl.evaluate import evaluate
 from mtrl.logging import EpisodeStats, Logger
 from mtrl.rewards import RewardModel
 from mtrl.runners import RunnerPool
@@ -263,8 +263,7 @@ class Trainer:
             kw = {**env_kwargs(self.cfg), "envs_per_task": 1, "seed": self.cfg.seed + 10_000}
             self.eval_env = make(**kw)
         t0 = time.time()
-        with one_thread():  # small batches: extra threads only slow it (mtrl.evaluate.one_thread)
-            res = evaluate(self.agent.policy, self.eval_env, self.cfg.eval_episodes)
+        res = evaluate(self.agent.policy, self.eval_env, self.cfg.eval_episodes)
         logger.scalars(self.step, {"eval/success": res["success"], "eval/return": res["return"],
                                    "perf/eval_s": time.time() - t0})
         print(f"eval at step {self.step:,}: mean success {res['mean_success']:.2f} "

@@ -82,25 +82,30 @@ def test_stochastic_eval_is_repeatable_and_separate(tiny_run):
     assert "stochastic episodes per task" in r.stdout and (tiny_run / "eval_stochastic.json").is_file()
 
 
-def test_evaluation_runs_on_one_thread_and_restores_the_count(tiny_run, monkeypatch):
+def test_evaluation_runs_on_one_thread_and_restores_the_count(tiny_run):
     """Small-batch policy calls on several OpenMP threads crawl on a busy machine (~400x measured):
-    evaluation uses one thread and gives the caller's count back."""
+    evaluate() (used by mtrl eval, sweeps and in-training evaluation) calls the policy on one
+    thread and gives the caller's count back."""
     import torch
 
-    from mtrl import evaluate as ev
+    from mtrl.envs import make
+    from mtrl.evaluate import evaluate
+    from mtrl.runs import env_kwargs, load_run
 
+    run = load_run(tiny_run)
     seen = []
-    real = ev.evaluate
 
-    def spy(*a, **k):
-        seen.append(torch.get_num_threads())
-        return real(*a, **k)
+    class Spy:
+        def act(self, *a, **k):
+            seen.append(torch.get_num_threads())
+            return run.agent.policy.act(*a, **k)
 
-    monkeypatch.setattr(ev, "evaluate", spy)
+    env = make(**{**env_kwargs(run.cfg), "envs_per_task": 1, "seed": 0})
     prev = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        ev.evaluate_run(tiny_run, episodes=1, progress=False)
-        assert seen == [1] and torch.get_num_threads() == 2
+        evaluate(Spy(), env, 1)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(prev)
+        env.close()
