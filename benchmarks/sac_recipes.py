@@ -59,6 +59,8 @@ VARIANTS: dict[str, list[str]] = {
     "multihead": [*CPU, "sac.heads=multi"],
     # 200-step episodes (BRC's setting): more resets, more of each episode spent near the start
     "ep200": [*CPU, "max_episode_steps=200"],
+    # the ensemble with bfloat16 GEMMs in the update (~1.35x the updates per second on this CPU)
+    "ensemble-bf16": [*CPU, "sac.heads=ensemble", "sac.precision=bf16"],
 }
 
 

@@ -26,6 +26,9 @@ works unchanged):
 - ``target: mean``: y and the actor use the mean of the twin critics instead of their minimum.
 - ``task_embedding: d``: a learned unit-norm task embedding appended to actor and critic inputs.
 - ``weight_decay > 0``: AdamW.
+- ``precision: bf16``: the update's matrix products in bfloat16 under autocast, weights, output
+  layers and losses in float32 (:mod:`mtrl.agents.precision`; ~1.5x faster updates on a CPU with
+  AVX-512 BF16). Runners act in float32.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from mtrl.agents import precision
 from mtrl.agents.losses import per_task_mean
 from mtrl.agents.sac_networks import (
     TanhGaussianActor,
@@ -87,6 +91,7 @@ class SACConfig:
     target: str = "min"  # how the twin critics combine in the target and the actor loss: min | mean
     task_embedding: int = 0  # > 0: a learned unit-norm task embedding of this size for actor and critic
     weight_decay: float = 0.0  # > 0: AdamW with this decoupled weight decay (actor and critic)
+    precision: str = "fp32"  # fp32 | bf16 (bfloat16 GEMMs in the update, float32 weights and heads: mtrl.agents.precision)
 
 
 def _critic_task_loss(call, tb):
@@ -150,6 +155,7 @@ class MTSAC:
             raise ValueError(f"sac.task_embedding and sac.weight_decay must be >= 0, got {cfg.task_embedding}, "
                              f"{cfg.weight_decay}")
         self.categorical = cfg.critic_loss == "categorical"
+        precision.check(cfg.precision)
         self.policy_spec: dict[str, Any] = dict(kind="sac", obs_dim=obs_dim, num_tasks=T, act_dim=A,
                                                 hidden=list(cfg.hidden), heads=cfg.heads,
                                                 task_embedding=cfg.task_embedding)
@@ -261,7 +267,12 @@ class MTSAC:
         warnings.warn(f"non-finite MT-SAC {what} loss at update {self.updates}; update skipped", stacklevel=3)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        """One gradient step of critic (and actor/temperatures, every ``actor_update_freq``)."""
+        """One gradient step of critic (and actor/temperatures, every ``actor_update_freq``), in
+        the configured ``precision``."""
+        with precision.autocast(self.cfg.precision):
+            return self._update(batch)
+
+    def _update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         cfg = self.cfg
         obs = torch.as_tensor(batch["obs"])
         act = torch.as_tensor(batch["actions"])

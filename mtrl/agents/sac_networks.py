@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from mtrl.agents import archs
 from mtrl.agents.networks import TaskHeads, TaskMLP
+from mtrl.agents.precision import fp32
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -118,7 +119,7 @@ class TwinQ(nn.Module):
         x = torch.cat([obs, act], -1)
         if self.embed is not None:
             x = self.embed(x, task_ids)
-        out = torch.stack([head(body(x, task_ids)) for body, head in zip(self.bodies, self.heads)])  # [2, B, heads * bins]
+        out = torch.stack([fp32(head, body(x, task_ids)) for body, head in zip(self.bodies, self.heads)])  # [2, B, heads * bins]
         out = out.view(2, -1, self.num_heads, self.bins)
         if self.num_heads == 1:
             out = out[:, :, 0]
@@ -224,7 +225,7 @@ class TanhGaussianActor(nn.Module):
         if self.embed is not None:
             obs = self.embed(obs, task_ids)
         feats = self.trunk(obs, task_ids)
-        mu, log_std = self.head(feats, task_ids).chunk(2, -1)
+        mu, log_std = fp32(self.head, feats, task_ids).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         if eps is None:
             eps = torch.zeros_like(mu) if deterministic else torch.randn(mu.shape, generator=generator)

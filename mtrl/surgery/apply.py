@@ -90,6 +90,15 @@ class SurgeryStep:
                 k = self.params[n].numel()
                 grads[n] = rows[:, off:off + k].view(T, *self.params[n].shape)
                 off += k
+        # under bfloat16 autocast (mtrl.agents.precision) vmap's gradients come back in bfloat16
+        grads = {n: g if g.dtype == self.params[n].dtype else g.to(self.params[n].dtype) for n, g in grads.items()}
+        # the aggregator's maths in float32 even when the losses ran under bfloat16 autocast
+        with torch.autocast(device_type=losses.device.type, enabled=False):
+            return self._apply(grads, losses, aux, present, counted, diag_due)
+
+    def _apply(self, grads: dict[str, torch.Tensor], losses: torch.Tensor, aux: dict, present: torch.Tensor | None,
+               counted: bool, diag_due: bool) -> dict[str, Any]:
+        """Aggregate the per-task ``grads`` and write ``.grad`` (the second half of :meth:`__call__`)."""
         if self.sync is not None:
             grads = {n: g.clone() for n, g in grads.items()}  # vmap's outputs may be views of one buffer
             losses = losses.clone()

@@ -1,0 +1,50 @@
+"""Mixed-precision learner updates: bfloat16 matrix products, float32 weights, heads and losses.
+
+``precision: bf16`` runs the update's forward and backward under ``torch.autocast`` with
+bfloat16 (Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training"): matrix
+products take bfloat16 inputs and accumulate in float32, everything else (weights, optimiser
+state, Adam moments, losses, targets) stays float32. On a CPU with AVX-512 BF16 this halves the
+cost of the GEMMs (a 256x256 batched GEMM: 330 vs 680 us on this project's 2-core CI machine;
+one MT-SAC ensemble update at 256x2: 18 vs 27 ms).
+
+bfloat16 keeps 8 mantissa bits (relative precision 2^-8 ~ 0.4%): a Q value of 500 is resolved to
+~2, which would swamp small TD errors. So the output layers (critic values / logits, the actor's
+mean and log-std) run in float32 through :func:`fp32`: the trunk's features lose precision, the
+value read from them does not.
+
+Backward runs inside the autocast region (the update's structure interleaves losses and
+optimiser steps); its ops run in the dtypes autocast chose for the forward ops, which is what
+autocast's own backward does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check(precision: str) -> str:
+    """``precision`` if known, else a ValueError naming the valid ones."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(repr(p) for p in PRECISIONS)}")
+    return precision
+
+
+def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
+    """The context an update runs in: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
+    if check(precision) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def fp32(layer: Callable[..., torch.Tensor], x: torch.Tensor, *args) -> torch.Tensor:
+    """``layer(x, *args)`` in float32 with autocast off (an output layer under ``bf16``); plain
+    ``layer(x, *args)`` when autocast is not active."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return layer(x, *args)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return layer(x.float(), *args)
