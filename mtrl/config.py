@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtrl.agents import ALGORITHMS, PPOConfig, SACConfig
+from mtrl.agents.precision import PRECISIONS
 from mtrl.errors import MtrlError, choices, did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +218,8 @@ def validate(cfg: DictConfig) -> None:
                        ("obs", cfg.obs, ("flat", "image")),
                        ("sac.critic", cfg.sac.critic, ("mlp", "bronet")),
                        ("sac.critic_loss", cfg.sac.critic_loss, ("mse", "categorical")),
-                       ("sac.target", cfg.sac.target, ("min", "mean"))]:
+                       ("sac.target", cfg.sac.target, ("min", "mean")),
+                       ("sac.precision", cfg.sac.precision, PRECISIONS)]:
         if v not in ok:
             raise MtrlError(f"unknown {key} {v!r}; {did_you_mean(v, ok)}valid choices: {choices(ok)}")
     from mtrl import surgery

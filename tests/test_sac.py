@@ -231,6 +231,7 @@ def test_two_hot_keeps_the_target_mean_and_clips_to_the_support():
     {"critic": "bronet", "critic_width": 64, "critic_blocks": 1},
     {"critic_loss": "categorical", "bins": 51, "v_min": -5.0, "v_max": 5.0, "target": "mean"},
     {"task_embedding": 8, "weight_decay": 0.01, "heads": "multi"},
+    {"precision": "bf16"},
 ])
 @pytest.mark.parametrize("surgery", ["mean", "pcgrad"])
 def test_sac_recipes_learn_a_fixed_batch_with_and_without_surgery(recipe, surgery):
@@ -248,6 +249,30 @@ def test_sac_recipes_learn_a_fixed_batch_with_and_without_surgery(recipe, surger
     assert np.all(np.isfinite(q)) and agent.nan_skips == 0
     np.testing.assert_allclose(q, [0.1, 1.0, 3.0], atol=0.2)  # terminal transitions: Q -> r per task
     assert outs[-1]["loss/critic"].shape == (T,)
+
+
+def test_bf16_keeps_weights_heads_and_losses_in_float32_and_learns_per_task_networks():
+    """precision=bf16: the GEMMs run in bfloat16, but weights, optimiser moments, the output layers
+    (values of hundreds resolved to float32, not to bfloat16's ~0.4%) and the losses stay float32."""
+    from mtrl.agents.precision import autocast
+
+    T = 3
+    cfg = SACConfig(hidden=[32, 32], batch_per_task=16, lr=1e-3, heads="ensemble", precision="bf16")
+    agent = MTSAC(cfg, 8 + T, T, BOX, seed=0)
+    batch = _batch(T, 16, 8 + T)
+    batch.update(rewards=np.repeat([0.1, 1.0, 3.0], 16).astype(np.float32), terminated=np.ones(48, np.float32))
+    with autocast("bf16"):
+        obs, tids = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["task_ids"])
+        assert agent.critic.bodies[0](torch.cat([obs, torch.as_tensor(batch["actions"])], -1), tids).dtype == torch.bfloat16
+        assert agent.critic(obs, torch.as_tensor(batch["actions"]), tids).dtype == torch.float32
+        assert all(t.dtype == torch.float32 for t in agent.actor(obs, tids, agent.gen))
+    outs = [agent.update(batch) for _ in range(300)]
+    assert all(p.dtype == torch.float32 for p in [*agent.actor.parameters(), *agent.critic.parameters()])
+    assert all(v.dtype == torch.float32 for st in agent.critic_opt.state.values() for v in st.values() if v.ndim)
+    assert outs[-1]["loss/critic"].dtype == np.float32 and agent.nan_skips == 0
+    np.testing.assert_allclose(outs[-1]["sac/q"], [0.1, 1.0, 3.0], atol=0.2)  # each task's own network
+    with pytest.raises(MtrlError, match="unknown sac.precision 'fp16'; .*valid choices: 'fp32', 'bf16'"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.precision=fp16"])
 
 
 def test_task_embedding_is_task_specific_and_reaches_the_runner_policy():
