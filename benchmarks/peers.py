@@ -3,7 +3,9 @@
 PPO on MiniGrid MT5 (10 envs: 2 per task, 64x64 tanh MLPs, 128 steps per env per rollout, 4
 epochs of 4 minibatches, lr 2.5e-4, gamma 0.99, GAE 0.95, clip 0.2, entropy 0.01):
 
-- mtrl MT-PPO, in-process sampling (``runners=0``) and, with ``--mtrl-runners 0 2``, 2 Ray runners;
+- mtrl MT-PPO in the modes of ``--mtrl`` (default both): ``in-process`` (``runners=0``) and
+  ``async1`` (one Ray runner sampling the next rollout while the learner updates,
+  ``ppo.async_rollouts=true``); also ``ray2`` (2 Ray runners) and ``async2``;
 - Stable-Baselines3 PPO on :func:`mtrl.interop.sb3_vec_env` (the same envs, one process);
 - RLlib PPO (new API stack) on ``mtrl/minigrid/MT5`` (:mod:`mtrl.interop.rllib`), sampling in
   the local env runner (``num_env_runners=0``, 10 envs).
@@ -11,9 +13,8 @@ epochs of 4 minibatches, lr 2.5e-4, gamma 0.99, GAE 0.95, clip 0.2, entropy 0.01
 Each library trains for ``--steps`` env steps; its *training* wall-clock (mtrl: the run's
 ``wall_s``; SB3: ``learn()``; RLlib: the sum of ``time_this_iter_s``) gives env steps/s. Every
 trained policy is then evaluated by the same loop: ``--eval-episodes`` deterministic episodes per
-task on :class:`mtrl.interop.TaskSetEnv` pinned to that task. ``--sac`` adds MT-SAC against SB3
-SAC on Meta-World reach4 at a wall-clock budget (``--sac-minutes`` each; SB3 SAC has one
-temperature for all tasks where MT-SAC has one per task).
+task on :class:`mtrl.interop.TaskSetEnv` pinned to that task. (mtrl's SAC against SB3's SAC:
+``benchmarks/sac_single_task.py``.)
 
 Every finished run appends a JSON line to ``OUT/results.jsonl`` and is skipped when the script
 runs again. Writes ``OUT/table.md`` (ratios to each peer, side by side) and ``OUT/peers.png``.
@@ -72,20 +73,24 @@ def evaluate(act: Callable[[np.ndarray, int], Any], taskset: str, episodes: int,
 
 
 # --------------------------------------------------------------------------- the libraries
-def run_mtrl(seed: int, steps: int, runners: int, out: Path, episodes: int) -> dict:
+MTRL_MODES = {"in-process": ("mtrl (in-process)", 0, False), "ray2": ("mtrl (2 Ray runners)", 2, False),
+              "async1": ("mtrl (1 Ray runner, async)", 1, True), "async2": ("mtrl (2 Ray runners, async)", 2, True)}
+
+
+def run_mtrl(seed: int, steps: int, runners: int, out: Path, episodes: int, async_rollouts: bool = False) -> dict:
     import torch
 
     from mtrl import checkpoint
     from mtrl.runs import load_run
 
-    run_dir = out / "runs" / f"mtrl_r{runners}_s{seed}"
+    run_dir = out / "runs" / f"mtrl_r{runners}{'a' if async_rollouts else ''}_s{seed}"
     if run_dir.exists():
         import shutil
 
         shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "mtrl.cli", "train", "envs/minigrid-mt5.yaml", "agents/mtppo.yaml",
            f"envs_per_task={ENVS_PER_TASK}", f"total_steps={steps}", f"seed={seed}", f"runners={runners}",
-           f"run_dir={run_dir}", "checkpoint_every=0", "log_every=10"]
+           f"run_dir={run_dir}", "checkpoint_every=0", "log_every=10", f"ppo.async_rollouts={async_rollouts}"]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     state = checkpoint.load(checkpoint.latest(run_dir))
     policy = load_run(run_dir).agent.policy
@@ -182,13 +187,15 @@ def summarise(rows: list[dict], out: Path) -> dict:
                      "success": float(np.mean([np.mean(list(r["success"].values())) for r in rs])),
                      "per_task": {k: float(np.mean([r["success"][k] for r in rs])) for k in rs[0]["success"]}}
                for lib, rs in by.items()}
-    base = summary.get("mtrl (in-process)")
-    lines = ["| library | seeds | env steps/s (training) | mtrl in-process / this | final deterministic success | "
-             + " | ".join(next(iter(summary.values()))["per_task"]) + " |",
-             "|---|---|---|---|---|" + "---|" * len(next(iter(summary.values()))["per_task"])]
+    peers = [k for k in ("Stable-Baselines3", "RLlib") if k in summary]
+    tasks = list(next(iter(summary.values()))["per_task"])
+    lines = ["| library | seeds | env steps/s (training) | " + "".join(f"this / {k} | " for k in peers)
+             + "final deterministic success | " + " | ".join(tasks) + " |",
+             "|---|---|---|" + "---|" * (len(peers) + 1 + len(tasks))]
     for lib, s in summary.items():
-        ratio = f"{base['steps_per_s'] / s['steps_per_s']:.2f}x" if base else "-"
-        lines.append(f"| {lib} | {s['seeds']} | {s['steps_per_s']:,.0f} | {ratio} | {s['success']:.2f} | "
+        s["ratio"] = {k: s["steps_per_s"] / summary[k]["steps_per_s"] for k in peers}
+        lines.append(f"| {lib} | {s['seeds']} | {s['steps_per_s']:,.0f} | "
+                     + "".join(f"{s['ratio'][k]:.2f}x | " for k in peers) + f"{s['success']:.2f} | "
                      + " | ".join(f"{v:.2f}" for v in s["per_task"].values()) + " |")
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     (out / "table.md").write_text("\n".join(lines) + f"\n\nMachine: {machine}\n")
@@ -220,7 +227,7 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=400_000)
     p.add_argument("--libs", nargs="+", default=["mtrl", "sb3", "rllib"], choices=["mtrl", "sb3", "rllib"])
-    p.add_argument("--mtrl-runners", nargs="+", type=int, default=[0])
+    p.add_argument("--mtrl", nargs="+", default=["in-process", "async1"], choices=list(MTRL_MODES))
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/peers"))
     p.add_argument("--plot-only", action="store_true")
@@ -235,15 +242,14 @@ def main() -> None:
     results = out / "results.jsonl"
     if not args.plot_only:
         for seed in args.seeds:
-            jobs = [(f"mtrl ({'in-process' if r == 0 else f'{r} Ray runners'})", "mtrl", r)
-                    for r in args.mtrl_runners if "mtrl" in args.libs]
-            jobs += [({"sb3": "Stable-Baselines3", "rllib": "RLlib"}[lib], lib, 0) for lib in ("sb3", "rllib")
+            jobs = [(*MTRL_MODES[m], "mtrl") for m in args.mtrl if "mtrl" in args.libs]
+            jobs += [({"sb3": "Stable-Baselines3", "rllib": "RLlib"}[lib], 0, False, lib) for lib in ("sb3", "rllib")
                      if lib in args.libs]
-            for label, lib, runners in jobs:
+            for label, runners, async_rollouts, lib in jobs:
                 if any(r["lib"] == label and r["seed"] == seed and r["budget"] == args.steps for r in load(results)):
                     continue
                 print(f"== {label} seed {seed}", flush=True)
-                res = (run_mtrl(seed, args.steps, runners, out, args.eval_episodes) if lib == "mtrl"
+                res = (run_mtrl(seed, args.steps, runners, out, args.eval_episodes, async_rollouts) if lib == "mtrl"
                        else run_in_subprocess(lib, seed, args))
                 row = {"lib": label, "seed": seed, "budget": args.steps, **res}
                 print(json.dumps(row), flush=True)

@@ -209,6 +209,9 @@ def validate(cfg: DictConfig) -> None:
         raise MtrlError(f"max_episode_steps must be positive, got {cfg.max_episode_steps}")
     if cfg.ppo.lr <= 0 or not 0 < cfg.ppo.gamma <= 1:
         raise MtrlError(f"ppo.lr must be > 0 and ppo.gamma in (0, 1], got lr={cfg.ppo.lr} gamma={cfg.ppo.gamma}")
+    if cfg.algo == "mtppo" and cfg.ppo.async_rollouts and cfg.runners == 0:
+        raise MtrlError("ppo.async_rollouts samples the next rollout on Ray runners while the learner updates: it "
+                        "needs runners >= 1 (in-process sampling cannot run beside the update)")
     if cfg.ppo.heads == "options" and cfg.ppo.options < 2:
         raise MtrlError(f"ppo.options must be at least 2 with ppo.heads=options, got {cfg.ppo.options}")
     for key, v, ok in [("ppo.heads", cfg.ppo.heads, ("single", "multi", "ensemble", "options")),

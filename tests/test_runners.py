@@ -177,3 +177,53 @@ def test_a_temporarily_unavailable_runner_is_asked_again_before_it_is_replaced(m
     answers["a"] = ["unavailable"] * 4
     assert pool._finish(Calls("sample", [(8,)], [(pool.runners[0], (8,))])) == ["ok-b"]
     assert replaced == ["ActorUnavailableError"]  # away for 4 asks (> 3 retries): replaced once
+
+
+ASYNC = ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "runners=1", "ppo.async_rollouts=true",
+         "checkpoint_every=192", "log_every=100"]
+
+
+def test_async_rollouts_are_one_update_stale_and_resume_exactly(ray_cluster, tmp_path, monkeypatch):
+    """ppo.async_rollouts: the rollout of iteration k+1 is sampled (on the runner, during update k)
+    from the weights before update k; a checkpoint stores the rollout in flight, so a resumed run
+    takes the same updates as an uninterrupted one."""
+    import torch
+
+    from mtrl import checkpoint
+    from mtrl.config import build_config
+    from mtrl.train import train
+
+    pushed, updated = [], []
+    plain_async, plain_update = RunnerPool.sample_async, MTPPO.update
+
+    def spy_async(self, n, weights):
+        pushed.append({k: v.clone() for k, v in weights.items()})
+        return plain_async(self, n, weights)
+
+    def spy_update(self, rollout, progress=0.0):
+        updated.append({k: v.detach().clone() for k, v in self.net.state_dict().items()})  # weights before it
+        return plain_update(self, rollout, progress)
+
+    monkeypatch.setattr(RunnerPool, "sample_async", spy_async)
+    monkeypatch.setattr(MTPPO, "update", spy_update)
+    full = train(build_config([], [*ASYNC, "total_steps=768", f"run_dir={tmp_path / 'full'}"]))
+    assert len(updated) == 4 and len(pushed) == 5  # the first rollout waited for, then one in flight per update
+    for k in range(4):  # rollout k+1 was started with the weights update k began from
+        assert all(torch.equal(pushed[k + 1][n], updated[k][n]) for n in updated[k])
+    assert not all(torch.equal(pushed[2][n], updated[2][n]) for n in updated[2])  # so: stale by one update
+    monkeypatch.undo()
+
+    part = train(build_config([], [*ASYNC, "total_steps=384", f"run_dir={tmp_path / 'part'}"]))
+    assert checkpoint.load(checkpoint.latest(part))["next_rollout"] is not None
+    train(build_config([], ["total_steps=768"], base=build_config([], [*ASYNC, f"run_dir={part}"])), resume=part)
+    pa = checkpoint.load(checkpoint.latest(full))["agent"]["net"]
+    pb = checkpoint.load(checkpoint.latest(part))["agent"]["net"]
+    for k in pa:
+        assert torch.equal(pa[k], pb[k]), k
+
+
+def test_async_rollouts_without_ray_runners_is_a_clear_error():
+    from mtrl.config import build_config
+
+    with pytest.raises(MtrlError, match="ppo.async_rollouts .* needs runners >= 1"):
+        build_config([], ["taskset=minigrid/MT3", "ppo.async_rollouts=true", "runners=0"])

@@ -53,6 +53,9 @@ class PPOConfig:
     options: int = 4  # K options of heads=options (the env then takes (option, action) rows)
     adv_norm: str = "batch"  # batch | task | none
     anneal_lr: bool = False
+    # Ray runners sample the next rollout while the learner updates on this one (behaviour policy
+    # one update stale; PPO's ratio to the stored behaviour log-probs is the importance weight)
+    async_rollouts: bool = False
 
 
 def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):

@@ -228,8 +228,17 @@ class RunnerPool:
 
     def sample(self, num_steps: int, weights: dict | None) -> dict[str, Any]:
         """One rollout of ``num_steps`` per slot from every runner, merged along the env axis."""
+        return self.wait_rollout(self.sample_async(num_steps, weights))
+
+    def sample_async(self, num_steps: int, weights: dict | None) -> Calls:
+        """Start a rollout (Ray runners sample while the caller goes on; in-process it runs right
+        here); pass the handle to :meth:`wait_rollout`."""
         n = len(self.runners)
-        return merge_rollouts(self._call("sample", [num_steps] * n, [self._put(weights)] * n))
+        return self._start("sample", [num_steps] * n, [self._put(weights)] * n)
+
+    def wait_rollout(self, handle: Calls) -> dict[str, Any]:
+        """The rollout started by :meth:`sample_async`, merged along the env axis."""
+        return merge_rollouts(self._finish(handle))
 
     def set_task_weights(self, weights) -> None:
         self._task_weights = weights
