@@ -11,6 +11,7 @@ when the script runs again, so the ablation can span sessions (an interrupted ru
     .venv/bin/python benchmarks/sac_recipes.py                          # every variant, seeds 0 1
     .venv/bin/python benchmarks/sac_recipes.py --variants base combo --seeds 0 1 2 --minutes 60
     .venv/bin/python benchmarks/sac_recipes.py --plot-only
+    .venv/bin/python benchmarks/sac_recipes.py --env manip4 --variants base ensemble-bf16 --seeds 0   # harder set
 
 Writes ``OUT/table.md`` (final and best success, env steps and steps/s per variant) and
 ``OUT/curves.png`` (mean success against wall-clock minutes and against env steps).
@@ -162,10 +163,12 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=15)
     p.add_argument("--eval-every", type=int, default=20_000)
     p.add_argument("--eval-episodes", type=int, default=5)
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/sac_recipes"))
+    p.add_argument("--env", default="reach4", choices=["reach4", "manip4"], help="envs/<env>.yaml")
+    p.add_argument("--out", default=None, help="default: benchmarks/results/sac_recipes (reach4), "
+                                               "benchmarks/results/sac_recipes_<env> otherwise")
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or ROOT / ("benchmarks/results/sac_recipes" + ("" if args.env == "reach4" else f"_{args.env}")))
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     if not args.plot_only:
@@ -175,7 +178,8 @@ def main() -> None:
                     if not mine or any(r["variant"] == v and r["seed"] == seed and r["minutes"] == args.minutes
                                        for r in load(results)):
                         continue
-                    row = run_one(v, seed, VARIANTS[v], out, args.minutes, args.eval_every, args.eval_episodes)
+                    row = run_one(v, seed, VARIANTS[v], out, args.minutes, args.eval_every, args.eval_episodes,
+                                  env=f"envs/{args.env}.yaml")
                     with open(results, "a") as f:
                         f.write(json.dumps(row) + "\n")
     print(json.dumps(summarise(load(results), out), indent=2))
