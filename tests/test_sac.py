@@ -322,3 +322,26 @@ def test_sac_target_bootstraps_through_time_limits_and_not_through_termination(m
         q = agent.critic_target(torch.ones(2, 6), na, torch.zeros(2, dtype=torch.long)).min(0).values
         expect = 1.0 + 0.9 * (q - agent.log_alpha.exp()[0] * nlogp)
     assert torch.allclose(y[1], expect[1], atol=1e-5) and abs(float(y[1]) - 1.0) > 1e-3
+
+
+def test_learners_use_fused_adam_and_load_state_written_without_it():
+    """mtrl.agents.optim: fused Adam (one kernel per step); a checkpoint written with PyTorch's loop
+    Adam (earlier mtrl) loads and the next update matches one taken with the loop implementation."""
+    from mtrl.agents import MTPPO, PPOConfig
+
+    T = 2
+    agent = MTSAC(SACConfig(hidden=[16]), 6 + T, T, BOX, seed=0)
+    assert all(o.defaults.get("fused") for o in (agent.actor_opt, agent.critic_opt, agent.alpha_opt))
+    assert MTPPO(PPOConfig(hidden=[8]), 5, 2, gym.spaces.Discrete(3), seed=0).opt.defaults.get("fused")
+    old = MTSAC(SACConfig(hidden=[16]), 6 + T, T, BOX, seed=0)
+    for name in ("actor_opt", "critic_opt", "alpha_opt"):  # the earlier, unfused optimisers
+        o = getattr(old, name)
+        setattr(old, name, torch.optim.Adam([p for g in o.param_groups for p in g["params"]], lr=o.defaults["lr"]))
+    batch = _batch(T, 8, 6 + T)
+    for _ in range(3):
+        old.update(batch)
+    agent.load_state_dict(copy.deepcopy(old.state_dict()))
+    old.update(batch)
+    agent.update(batch)
+    for a, b in zip(agent.critic.parameters(), old.critic.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from mtrl.agents import optim
 from mtrl.agents.losses import mean_of_present, per_task_mean
 from mtrl.agents.networks import ActorCritic, OptionActorCritic
 from mtrl.surgery import get as get_surgery
@@ -147,7 +148,7 @@ class MTPPO:
             self.policy_spec.update(kind="options", options=cfg.options)
         torch.manual_seed(seed)
         self.net = build_policy(self.policy_spec)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.opt = optim.adam(self.net.parameters(), cfg.lr, eps=1e-5)
         self.gen = torch.Generator().manual_seed(seed + 12345)
         self.updates = 0
         self.nan_skips = 0

@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from mtrl.agents import precision
+from mtrl.agents import optim, precision
 from mtrl.agents.losses import per_task_mean
 from mtrl.agents.sac_networks import (
     TanhGaussianActor,
@@ -173,11 +173,9 @@ class MTSAC:
         self.critic_target.requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.full((T,), math.log(cfg.init_alpha)))
         # AdamW (decoupled weight decay, Loshchilov & Hutter 2019) when asked; the same state layout as Adam
-        opt = (lambda ps: torch.optim.AdamW(ps, lr=cfg.lr, weight_decay=cfg.weight_decay)) if cfg.weight_decay \
-            else (lambda ps: torch.optim.Adam(ps, lr=cfg.lr))
-        self.actor_opt = opt(self.actor.parameters())
-        self.critic_opt = opt(self.critic.parameters())
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.actor_opt = optim.adam(self.actor.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+        self.critic_opt = optim.adam(self.critic.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+        self.alpha_opt = optim.adam([self.log_alpha], cfg.alpha_lr)
         self.gen = torch.Generator().manual_seed(seed + 4242)
         self.updates = 0
         self.nan_skips = 0
