@@ -191,7 +191,8 @@ class Trainer:
         t1 = time.time()
         out = {**self.agent.update(rollout, progress=self.step / self.cfg.total_steps), **self.reward_log}
         out["_task_steps"] = np.bincount(rollout["task_ids"].ravel(), minlength=len(self.task_names))
-        return n * self.total_slots, {**out, "_episodes": rollout["episodes"]}, {
+        steps = int(np.prod(rollout["task_ids"].shape))  # a restored rollout may have another num_steps
+        return steps, {**out, "_episodes": rollout["episodes"]}, {
             "perf/sample_s": t1 - t0, "perf/update_s": time.time() - t1,
             "perf/runner_restarts": self.pool.restarts}
 
@@ -201,14 +202,13 @@ class Trainer:
         so each rollout but the first comes from the policy one update before the one it trains
         (as in IMPALA / APPO with one batch in flight; PPO's clipped ratio pi / pi_behaviour uses
         the behaviour log-probs stored with the rollout, the importance weight it needs)."""
-        if not self.cfg.ppo.async_rollouts:
-            return self.pool.sample(n, self.agent.policy_state())
         pending, self._next_rollout = self._next_rollout, None
         if pending is None:
             data = self.pool.sample(n, self.agent.policy_state())
-        else:
-            data = pending if isinstance(pending, dict) else self.pool.wait_rollout(pending)
-        self._next_rollout = self.pool.sample_async(n, self.agent.policy_state())
+        else:  # in flight, or restored from a checkpoint (used even if the flag was turned off on resume:
+            data = pending if isinstance(pending, dict) else self.pool.wait_rollout(pending)  # the envs moved on)
+        if self.cfg.ppo.async_rollouts:
+            self._next_rollout = self.pool.sample_async(n, self.agent.policy_state())
         return data
 
     def off_policy_iteration(self) -> tuple[int, dict[str, Any], dict[str, float]]:

@@ -142,3 +142,20 @@ def test_image_obs_is_refused_where_there_is_no_minigrid_view():
         build_config(["envs/reach4.yaml", "agents/mtppo.yaml"], ["obs=image"])
     with pytest.raises(MtrlError, match="obs: image works with algo=mtppo"):
         build_config(["envs/minigrid-mt3.yaml", "agents/mtppo-camrl.yaml"], ["obs=image"])
+
+
+def test_update_on_a_rollout_far_from_the_policy_keeps_weights_finite():
+    """A rollout whose behaviour log-probs are thousands of nats below the current policy's (as
+    after MH-AIRL's behaviour-cloning warm start narrowed a Gaussian) overflowed exp(log-ratio) to
+    inf and the gradient to NaN, which reached the weights; the clamped log-ratio keeps them finite."""
+    kw = dict(taskset="metaworld/MT1:reach-v3", envs_per_task=2, seed=0)
+    probe = make(**kw)
+    agent = MTPPO(PPOConfig(num_steps=16, epochs=2, minibatches=2), probe.obs_dim, 1, probe.single_action_space, seed=0)
+    ro = Runner({**kw, "slots": [0, 1]}, {**agent.policy_spec}, 0).sample(16, agent.policy_state())
+    with torch.no_grad():
+        agent.net.log_std.fill_(-4.0)  # the policy narrowed after the rollout was sampled
+    ro["logp"] = ro["logp"] - 3000.0
+    ro["rewards"] = ro["rewards"] - 5.0  # negative advantages: the unclipped branch of the objective
+    out = agent.update(ro)
+    assert all(torch.isfinite(p).all() for p in agent.net.parameters())
+    assert np.all(np.isfinite(out["loss/policy"]))

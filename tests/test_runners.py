@@ -227,3 +227,26 @@ def test_async_rollouts_without_ray_runners_is_a_clear_error():
 
     with pytest.raises(MtrlError, match="ppo.async_rollouts .* needs runners >= 1"):
         build_config([], ["taskset=minigrid/MT3", "ppo.async_rollouts=true", "runners=0"])
+
+
+def test_a_runner_dying_under_an_async_rollout_is_replaced_once(ray_cluster, tmp_path, monkeypatch):
+    """The runner dies while the next rollout is in flight; the curriculum's set_task_weights meets
+    the death first and replaces it; the rollout in flight then goes to the replacement instead of
+    replacing it a second time (one restart counted)."""
+    from mtrl import checkpoint
+    from mtrl.config import build_config
+    from mtrl.train import Trainer, train
+
+    plain = Trainer.on_policy_iteration
+
+    def kill_after_second(self):
+        out = plain(self)
+        if self.iterations == 1:  # the third rollout is in flight on the runner
+            ray_cluster.kill(self.pool.runners[0])
+        return out
+
+    monkeypatch.setattr(Trainer, "on_policy_iteration", kill_after_second)
+    run = train(build_config(["envs/minigrid-mt3.yaml", "agents/mtppo-success.yaml"], [*ASYNC, "runners=2", "total_steps=960",
+                                                             f"run_dir={tmp_path / 'r'}"]))
+    state = checkpoint.load(checkpoint.latest(run))
+    assert state["step"] == 960 and state["runner_restarts"] == 1

@@ -341,6 +341,7 @@ def test_learners_use_fused_adam_and_load_state_written_without_it():
     for _ in range(3):
         old.update(batch)
     agent.load_state_dict(copy.deepcopy(old.state_dict()))
+    assert all(g["fused"] for o in (agent.actor_opt, agent.critic_opt, agent.alpha_opt) for g in o.param_groups)
     old.update(batch)
     agent.update(batch)
     for a, b in zip(agent.critic.parameters(), old.critic.parameters()):

@@ -29,3 +29,13 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float, eps: float = 1e-8,
         return cls(params, fused=True, **kw)
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
         return cls(params, **kw)
+
+
+def load_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """``opt.load_state_dict(state)`` keeping ``opt``'s own implementation: the saved param groups
+    carry the ``fused`` / ``foreach`` flags of the optimiser that wrote them (``None`` for one
+    written before fused Adam), which would otherwise switch the fused kernel off."""
+    impl = {k: opt.defaults.get(k) for k in ("fused", "foreach")}
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        group.update(impl)

@@ -60,8 +60,13 @@ class PPOConfig:
 
 
 def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
-    """PPO's per-sample loss, its parts and the probability ratio ``(l, pg, vl, ratio)``."""
-    ratio = (logp - old_logp).exp()
+    """PPO's per-sample loss, its parts and the probability ratio ``(l, pg, vl, ratio)``.
+
+    The log-ratio is clamped to [-20, 20] before ``exp``: a rollout far from the current policy
+    (a behaviour-cloning warm start just moved it, a narrow Gaussian) would otherwise overflow the
+    ratio to inf and its gradient to NaN; beyond e^20 the clipped objective is flat anyway in all
+    but the unclipped branch, whose push is then capped."""
+    ratio = (logp - old_logp).clamp(-20.0, 20.0).exp()
     pg = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
     vl = 0.5 * (v - ret) ** 2
     return pg + cfg.vf_coef * vl - cfg.ent_coef * ent, pg, vl, ratio
@@ -176,7 +181,7 @@ class MTPPO:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
+        optim.load_state(self.opt, state["opt"])
         self.gen.set_state(state["gen"])
         self.updates, self.nan_skips = state["updates"], state["nan_skips"]
         if "surgery" in state:  # absent in checkpoints written before gradient surgery existed
@@ -253,7 +258,12 @@ class MTPPO:
                     extra.backward()  # accumulates onto the aggregated task gradients
                 if extra is not None:
                     sums["loss/extra"] = sums.get("loss/extra", 0) + extra.detach()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                if not torch.isfinite(gnorm):  # a finite loss can still have an inf/NaN gradient
+                    self.opt.zero_grad(set_to_none=True)
+                    self.nan_skips += 1
+                    warnings.warn(f"non-finite PPO gradient at update {self.updates}; minibatch skipped", stacklevel=2)
+                    continue
                 self.opt.step()
                 n_t = counts.clamp_min(1.0)
                 stats = {"loss/task": task_loss.detach(), "loss/policy": part_sums["policy"] / n_t,

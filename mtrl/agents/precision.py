@@ -2,19 +2,23 @@
 
 ``precision: bf16`` runs the update's forward and backward under ``torch.autocast`` with
 bfloat16 (Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training"): matrix
-products take bfloat16 inputs and accumulate in float32, everything else (weights, optimiser
-state, Adam moments, losses, targets) stays float32. On a CPU with AVX-512 BF16 this halves the
-cost of the GEMMs (a 256x256 batched GEMM: 330 vs 680 us on this project's 2-core CI machine;
-one MT-SAC ensemble update at 256x2: 18 vs 27 ms).
+products take bfloat16 inputs (accumulating in float32) and return bfloat16, and the elementwise
+ops that follow them (ReLU, BroNet's LayerNorm and residual adds) then run in bfloat16 too.
+Weights, optimiser state, the output layers, losses, the temperature update and gradient
+surgery stay float32. On a CPU with AVX-512 BF16 (this project's 2-core CI machine) a 256x256
+batched GEMM takes 330 vs 680 us and one MT-SAC update at 256x2 takes 0.74x (per-task networks)
+to 0.62x (shared network) the float32 time (``benchmarks/speed_optim.py``); on a CPU without
+bfloat16 instructions it is likely slower, so measure before choosing it.
 
-bfloat16 keeps 8 mantissa bits (relative precision 2^-8 ~ 0.4%): a Q value of 500 is resolved to
-~2, which would swamp small TD errors. So the output layers (critic values / logits, the actor's
-mean and log-std) run in float32 through :func:`fp32`: the trunk's features lose precision, the
-value read from them does not.
+bfloat16 keeps 8 mantissa bits (relative precision 2^-8 ~ 0.4%): a Q value of 500 read in
+bfloat16 is resolved to ~2, which would swamp small TD errors. So the output layers (critic
+values / logits, the actor's mean and log-std) run in float32 through :func:`fp32`: the trunk's
+features are rounded, the value read from them is not (the Bellman target, computed through the
+bfloat16 trunks, differs from its float32 value by ~0.06 on average at Q ~ 300).
 
 Backward runs inside the autocast region (the update's structure interleaves losses and
 optimiser steps); its ops run in the dtypes autocast chose for the forward ops, which is what
-autocast's own backward does.
+autocast's own backward does. Extra losses (CAMRL's regulariser) run with autocast off.
 """
 
 from __future__ import annotations

@@ -92,11 +92,14 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 @dataclass
 class Calls:
-    """Calls started on every runner: the method, each runner's arguments and (Ray) futures."""
+    """Calls started on every runner: the method, each runner's arguments, (Ray) futures and the
+    actors they went to (a runner replaced meanwhile, by another call, is asked again, not replaced
+    a second time)."""
 
     method: str
     args: list[tuple]
     results: list
+    actors: list | None = None
 
 
 class RunnerPool:
@@ -149,7 +152,8 @@ class RunnerPool:
         args = [tuple(a[i] for a in args_per_runner) for i in range(len(self.runners))]
         if not self.remote:
             return Calls(method, args, [getattr(r, method)(*a) for r, a in zip(self.runners, args)])
-        return Calls(method, args, [getattr(r, method).remote(*a) for r, a in zip(self.runners, args)])
+        return Calls(method, args, [getattr(r, method).remote(*a) for r, a in zip(self.runners, args)],
+                     list(self.runners))
 
     def _finish(self, calls: Calls) -> list:
         if not self.remote:
@@ -170,14 +174,22 @@ class RunnerPool:
                     # transitions are dropped (episodes go on; nothing is counted twice).
                     tries += 1
                     if tries > self.unavailable_retries:
-                        self._replace(i, exc)
+                        if calls.actors is None or self.runners[i] is calls.actors[i]:
+                            self._replace(i, exc)
+                        if calls.actors is not None:
+                            calls.actors[i] = self.runners[i]
                         tries = 0
                     else:
                         print(f"runner {i} unavailable ({exc.__class__.__name__}); asking again "
                               f"({tries}/{self.unavailable_retries})", flush=True)
                         time.sleep(min(2.0 ** tries, 10.0))
                 except ray.exceptions.RayActorError as exc:
-                    self._replace(i, exc)  # the replacement gets the newest weights first (actor calls run in order)
+                    # replaced already (a call in between, e.g. set_task_weights during an async rollout,
+                    # met the death first): ask the replacement; else replace it now
+                    if calls.actors is None or self.runners[i] is calls.actors[i]:
+                        self._replace(i, exc)  # the replacement gets the newest weights first (calls run in order)
+                    if calls.actors is not None:
+                        calls.actors[i] = self.runners[i]
                 future = getattr(self.runners[i], calls.method).remote(*calls.args[i])
         return out
 

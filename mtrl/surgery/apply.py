@@ -111,7 +111,8 @@ class SurgeryStep:
         blocks = [grads[n] for n in self.shared]
         directions = self.agg.aggregate(blocks, losses if self.agg.needs_losses else None)
         for n, d in zip(self.shared, directions):
-            self.params[n].grad = d  # a fresh tensor, or a disjoint slice of one: no copy needed
+            # a fresh tensor, or a contiguous slice of one (no copy); fused Adam needs it contiguous
+            self.params[n].grad = d if d.is_contiguous() else d.contiguous()
         for n in self.specific:
             p = self.params[n]
             p.grad = torch.nan_to_num(grads[n]).mean(0)
