@@ -62,6 +62,8 @@ VARIANTS: dict[str, list[str]] = {
     "ep200": [*CPU, "max_episode_steps=200"],
     # the ensemble with bfloat16 GEMMs in the update (~1.35x the updates per second on this CPU)
     "ensemble-bf16": [*CPU, "sac.heads=ensemble", "sac.precision=bf16"],
+    # per-task networks with per-task reward scales (the critic's targets ~10 instead of ~1,000)
+    "ensemble-bf16-rnorm": [*CPU, "sac.heads=ensemble", "sac.precision=bf16", "reward_norm=max_return"],
 }
 
 
