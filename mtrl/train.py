@@ -102,7 +102,8 @@ class Trainer:
         self.param_counts = {name: count_params(net) for name, net in self.agent.networks.items()}
         arch = cfg.sac.arch if cfg.algo == "mtsac" else cfg.ppo.arch
         print(f"networks ({arch}): " + ", ".join(f"{name} {n:,} parameters ({k:,} per-task)"
-                                                 for name, (n, k) in self.param_counts.items()), flush=True)
+                                                 for name, (n, k) in self.param_counts.items())
+              + (f"; update precision {self.agent.precision}" if hasattr(self.agent, "precision") else ""), flush=True)
         self.pool = RunnerPool(env_kwargs(cfg), self.total_slots, self.agent.policy_spec, cfg.runners, cfg.seed,
                                cfg.runner_cpus, address, cfg.runner_max_restarts, cfg.runner_restart_window)
         self.eval_env = None

@@ -271,7 +271,7 @@ def test_bf16_keeps_weights_heads_and_losses_in_float32_and_learns_per_task_netw
     assert all(v.dtype == torch.float32 for st in agent.critic_opt.state.values() for v in st.values() if v.ndim)
     assert outs[-1]["loss/critic"].dtype == np.float32 and agent.nan_skips == 0
     np.testing.assert_allclose(outs[-1]["sac/q"], [0.1, 1.0, 3.0], atol=0.2)  # each task's own network
-    with pytest.raises(MtrlError, match="unknown sac.precision 'fp16'; .*valid choices: 'fp32', 'bf16'"):
+    with pytest.raises(MtrlError, match="unknown sac.precision 'fp16'; .*valid choices: 'fp32', 'bf16', 'auto'"):
         build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.precision=fp16"])
 
 
@@ -322,6 +322,18 @@ def test_sac_target_bootstraps_through_time_limits_and_not_through_termination(m
         q = agent.critic_target(torch.ones(2, 6), na, torch.zeros(2, dtype=torch.long)).min(0).values
         expect = 1.0 + 0.9 * (q - agent.log_alpha.exp()[0] * nlogp)
     assert torch.allclose(y[1], expect[1], atol=1e-5) and abs(float(y[1]) - 1.0) > 1e-3
+
+
+def test_precision_auto_picks_bf16_only_on_a_cpu_with_bfloat16_instructions(monkeypatch):
+    from mtrl.agents import precision
+
+    assert precision.cpu_has_bf16("processor: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 sse\n")
+    assert precision.cpu_has_bf16("flags : fpu amx_bf16 amx_tile\n")
+    assert not precision.cpu_has_bf16("flags : fpu avx2 avx512f\n")
+    for has, want in [(True, "bf16"), (False, "fp32")]:
+        monkeypatch.setattr(precision, "cpu_has_bf16", lambda has=has: has)
+        assert precision.resolve("auto") == want and precision.resolve("fp32") == "fp32"
+        assert MTSAC(SACConfig(hidden=[8], precision="auto"), 4, 2, BOX, seed=0).precision == want
 
 
 def test_learners_use_fused_adam_and_load_state_written_without_it():

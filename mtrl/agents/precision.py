@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 import torch
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that make bfloat16 GEMMs pay
 
 
 def check(precision: str) -> str:
@@ -38,9 +39,29 @@ def check(precision: str) -> str:
     return precision
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this (Linux x86) CPU has bfloat16 instructions (``/proc/cpuinfo`` flags); False
+    where that cannot be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = {w for line in cpuinfo.splitlines() if line.startswith("flags") for w in line.split(":", 1)[-1].split()}
+    return any(f in flags for f in BF16_CPU_FLAGS)
+
+
+def resolve(precision: str) -> str:
+    """``auto`` -> ``bf16`` on a CPU with bfloat16 instructions, else ``fp32``; others unchanged."""
+    if check(precision) != "auto":
+        return precision
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
 def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
     """The context an update runs in: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
-    if check(precision) == "fp32":
+    if resolve(precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device, dtype=torch.bfloat16)
 

@@ -91,7 +91,7 @@ class SACConfig:
     target: str = "min"  # how the twin critics combine in the target and the actor loss: min | mean
     task_embedding: int = 0  # > 0: a learned unit-norm task embedding of this size for actor and critic
     weight_decay: float = 0.0  # > 0: AdamW with this decoupled weight decay (actor and critic)
-    precision: str = "fp32"  # fp32 | bf16 (bfloat16 GEMMs in the update, float32 weights and heads: mtrl.agents.precision)
+    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where the CPU has bfloat16 instructions): mtrl.agents.precision
 
 
 def _critic_task_loss(call, tb):
@@ -155,7 +155,7 @@ class MTSAC:
             raise ValueError(f"sac.task_embedding and sac.weight_decay must be >= 0, got {cfg.task_embedding}, "
                              f"{cfg.weight_decay}")
         self.categorical = cfg.critic_loss == "categorical"
-        precision.check(cfg.precision)
+        self.precision = precision.resolve(cfg.precision)  # auto -> bf16 or fp32 for this CPU
         self.policy_spec: dict[str, Any] = dict(kind="sac", obs_dim=obs_dim, num_tasks=T, act_dim=A,
                                                 hidden=list(cfg.hidden), heads=cfg.heads,
                                                 task_embedding=cfg.task_embedding)
@@ -267,7 +267,7 @@ class MTSAC:
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """One gradient step of critic (and actor/temperatures, every ``actor_update_freq``), in
         the configured ``precision``."""
-        with precision.autocast(self.cfg.precision):
+        with precision.autocast(self.precision):
             return self._update(batch)
 
     def _update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
