@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from runlock import run_lock
+from runlock import run_once
 from sac_recipes import ROOT, load, run_one, summarise
 
 SETS = {"reach4": "envs/reach4.yaml", "manip4": "envs/manip4.yaml"}
@@ -53,14 +53,12 @@ def main() -> None:
                     for surgery in args.surgery:
                         label = f"{arch}+{surgery}" if surgery != "mean" else arch
                         overrides = [*args.recipe, f"sac.arch={arch}", f"surgery={surgery}"]
-                        with run_lock(out, f"{label}_s{seed}") as mine:
-                            if not mine or any(r["variant"] == label and r["seed"] == seed
-                                               and r["overrides"] == overrides for r in load(results)):
-                                continue
-                            row = run_one(label, seed, overrides, out, None, args.eval_every, args.eval_episodes,
-                                          env=SETS[name], total_steps=args.steps)
-                            with open(results, "a") as f:
-                                f.write(json.dumps(row) + "\n")
+                        run_once(out, f"{label}_s{seed}",
+                                 lambda r, label=label, seed=seed, overrides=overrides: (
+                                     r["variant"], r["seed"], r["overrides"]) == (label, seed, overrides),
+                                 lambda label=label, seed=seed, overrides=overrides, out=out, env=SETS[name]: run_one(
+                                     label, seed, overrides, out, None, args.eval_every, args.eval_episodes,
+                                     env=env, total_steps=args.steps))
         if load(results):
             print(json.dumps({name: summarise(load(results), out, f"MT-SAC architectures on Meta-World {name}")},
                              indent=2))

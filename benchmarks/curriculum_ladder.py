@@ -11,7 +11,8 @@ resumed from its checkpoint. So the benchmark can span sessions:
     .venv/bin/python benchmarks/curriculum_ladder.py --env ladder2   # the second ladder (two 3-rung chains)
 
 Prints a JSON summary; writes ``OUT/curves.png`` (success per target task against env steps,
-mean over seeds, one panel per target) and ``OUT/table.md``.
+mean over seeds, one panel per target) and ``OUT/table.md`` (other budgets than 2M steps:
+``OUT/curves_<steps>.png``, ``OUT/table_<steps>.md``, e.g. ``table_5M.md``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from runlock import run_lock
+from runlock import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 CURRICULA = ["uniform", "success", "learning-progress", "mastering-rate", "plr", "camrl", "camrl-shared"]
@@ -95,7 +96,7 @@ def targets_of(env: str) -> list[str]:
     return list(dict.fromkeys(c for children in graph.values() for c in children))
 
 
-def report(results: list[dict], out: Path, env: str = "ladder") -> dict:
+def report(results: list[dict], out: Path, env: str = "ladder", suffix: str = "") -> dict:
     """Mean final success per task and curriculum; PNG of target-task curves; markdown table."""
     import matplotlib
 
@@ -127,7 +128,7 @@ def report(results: list[dict], out: Path, env: str = "ladder") -> dict:
                 v = row[kind]
                 lines.append(f"| {c} | {row['seeds']} | {kind} | {v['mean']:.2f} | {v['target_mean']:.2f} | "
                              + " | ".join(f"{v['per_task'][t]:.2f}" for t in tasks) + " |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    (out / f"table{suffix}.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), sharey=True)
     for ax, t in zip(np.atleast_1d(axes), targets):
         for c, rs in by.items():
@@ -140,7 +141,7 @@ def report(results: list[dict], out: Path, env: str = "ladder") -> dict:
     np.atleast_1d(axes)[0].set_ylabel("deterministic success")
     np.atleast_1d(axes)[-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=90)
+    fig.savefig(out / f"curves{suffix}.png", dpi=90)
     return table
 
 
@@ -168,16 +169,14 @@ def main() -> None:
     if not args.plot_only:
         for seed in args.seeds:  # seeds outermost: a partial benchmark still compares every curriculum
             for curr in args.curricula:
-                with run_lock(out, f"{label(curr, args)}_s{seed}_{args.steps}") as mine:
-                    done = {(r["curriculum"], r["seed"], r["steps"]) for r in load_results(res_path)}
-                    if not mine or (label(curr, args), seed, args.steps) in done:
-                        continue
-                    row = run_one(curr, seed, args, out)
-                    with open(res_path, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                key = (label(curr, args), seed, args.steps)
+                run_once(out, f"{key[0]}_s{seed}_{args.steps}",
+                         lambda r, key=key: (r["curriculum"], r["seed"], r["steps"]) == key,
+                         lambda curr=curr, seed=seed: run_one(curr, seed, args, out))
     results = [r for r in load_results(res_path) if r["steps"] == args.steps]
     if results:
-        print(json.dumps(report(results, out, args.env), indent=2))
+        suffix = "" if args.steps == 2_000_000 else f"_{args.steps / 1e6:g}M"
+        print(json.dumps(report(results, out, args.env, suffix), indent=2))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from runlock import run_lock
+from runlock import load_rows, run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PRESET = {"minigrid/MT5": "envs/minigrid-mt5.yaml", "minigrid/MT3": "envs/minigrid-mt3.yaml",
@@ -141,21 +141,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     res_path = out / "results.jsonl"
 
-    def load() -> list[dict]:
-        return [json.loads(x) for x in res_path.read_text().splitlines() if x.strip()] if res_path.is_file() else []
-
     if not args.plot_only:
         for seed in args.seeds:
             for labels in args.labels:
                 for method in args.methods:
-                    with run_lock(out, f"{method}_{labels}_s{seed}") as mine:
-                        if not mine or any((r["method"], r["labels"], r["seed"]) == (method, labels, seed)
-                                           for r in load()):
-                            continue
-                        row = run_one(method, labels, seed, args, out)
-                        with open(res_path, "a") as f:
-                            f.write(json.dumps(row) + "\n")
-    results = load()
+                    key = (method, labels, seed)
+                    run_once(out, f"{method}_{labels}_s{seed}",
+                             lambda r, key=key: (r["method"], r["labels"], r["seed"]) == key,
+                             lambda key=key: run_one(*key, args, out))
+    results = load_rows(res_path)
     if results:
         print(json.dumps(report(results, out), indent=2))
 

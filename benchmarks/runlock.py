@@ -6,7 +6,8 @@ so a killed benchmark never leaves a stale lock."""
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,3 +29,23 @@ def run_lock(out: Path, name: str) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load_rows(path: Path) -> list[dict]:
+    """The JSON lines of a results file (none if it does not exist)."""
+    path = Path(path)
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+
+def run_once(out: Path, name: str, done: Callable[[dict], bool], run: Callable[[], dict]) -> dict | None:
+    """The resumable benchmarks' step: unless another process holds run ``name`` (:func:`run_lock`)
+    or a line of ``OUT/results.jsonl`` already satisfies ``done``, call ``run()`` and append the
+    row it returns; returns that row (None when skipped)."""
+    results = Path(out) / "results.jsonl"
+    with run_lock(out, name) as mine:
+        if not mine or any(done(r) for r in load_rows(results)):
+            return None
+        row = run()
+        with open(results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row

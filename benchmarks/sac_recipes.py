@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from runlock import run_lock
+from runlock import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every variant starts from the CPU recipe a user reaches for first (the one-hour run:
@@ -176,14 +176,10 @@ def main() -> None:
     if not args.plot_only:
         for seed in args.seeds:  # seeds outermost: a partial ablation still compares every variant
             for v in args.variants:
-                with run_lock(out, f"{v}_s{seed}") as mine:
-                    if not mine or any(r["variant"] == v and r["seed"] == seed and r["minutes"] == args.minutes
-                                       for r in load(results)):
-                        continue
-                    row = run_one(v, seed, VARIANTS[v], out, args.minutes, args.eval_every, args.eval_episodes,
-                                  env=f"envs/{args.env}.yaml")
-                    with open(results, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                run_once(out, f"{v}_s{seed}",
+                         lambda r, v=v, seed=seed: (r["variant"], r["seed"], r["minutes"]) == (v, seed, args.minutes),
+                         lambda v=v, seed=seed: run_one(v, seed, VARIANTS[v], out, args.minutes, args.eval_every,
+                                                        args.eval_episodes, env=f"envs/{args.env}.yaml"))
     print(json.dumps(summarise(load(results), out), indent=2))
 
 

@@ -17,7 +17,6 @@ One JSON line per (lib, task, seed, variant) in ``OUT/results.jsonl``, skipped w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from peers import evaluate  # noqa: E402
-from runlock import run_lock  # noqa: E402
+from runlock import run_once  # noqa: E402
 from sac_recipes import load, run_one  # noqa: E402
 
 SAC = dict(hidden=[256, 256], batch=256, lr=3e-4, gamma=0.99, tau=0.005, learning_starts=5_000)
@@ -90,17 +89,19 @@ def main() -> None:
                 for lib in args.libs:
                     for v in (args.variants if lib == "mtrl" else ["matched"]):
                         key = dict(lib=lib, task=task, seed=seed, variant=v, steps=args.steps)
-                        with run_lock(out, f"{lib}_{v}_{task}_s{seed}_{args.steps}") as mine:
-                            if not mine or any(all(r.get(k) == x for k, x in key.items()) for r in load(results)):
-                                continue
+
+                        def run(key=key) -> dict:
+                            lib, task, seed, v = key["lib"], key["task"], key["seed"], key["variant"]
                             if lib == "sb3":
                                 curve = run_sb3(task, seed, args.steps, args.eval_every, args.eval_episodes)
                             else:
-                                row = run_one(f"{v}_{task}", seed, [f"taskset=metaworld/MT1:{task}", *VARIANTS[v]],
-                                              out, None, args.eval_every, args.eval_episodes, total_steps=args.steps)
-                                curve = row["curve"]
-                            with open(results, "a") as f:
-                                f.write(json.dumps({**key, "curve": curve}) + "\n")
+                                curve = run_one(f"{v}_{task}", seed, [f"taskset=metaworld/MT1:{task}", *VARIANTS[v]],
+                                                out, None, args.eval_every, args.eval_episodes,
+                                                total_steps=args.steps)["curve"]
+                            return {**key, "curve": curve}
+
+                        run_once(out, f"{lib}_{v}_{task}_s{seed}_{args.steps}",
+                                 lambda r, key=key: all(r.get(k) == x for k, x in key.items()), run)
     rows = load(results)
     lines = ["| lib | variant | task | seed | success by env steps (k: success) | best |", "|---|---|---|---|---|---|"]
     for r in rows:

@@ -1,0 +1,28 @@
+"""The resumable benchmarks' bookkeeping (benchmarks/runlock.py): run once, skip what is done or held."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+from runlock import load_rows, run_lock, run_once  # noqa: E402
+
+
+def test_run_once_appends_a_row_and_skips_done_or_locked_runs(tmp_path):
+    calls = []
+
+    def run(seed):
+        calls.append(seed)
+        return {"seed": seed, "success": 0.5}
+
+    assert run_once(tmp_path, "a_s0", lambda r: r["seed"] == 0, lambda: run(0)) == {"seed": 0, "success": 0.5}
+    assert run_once(tmp_path, "a_s0", lambda r: r["seed"] == 0, lambda: run(0)) is None  # done: skipped
+    with run_lock(tmp_path, "a_s1") as mine:  # another process runs seed 1
+        assert mine
+        assert run_once(tmp_path, "a_s1", lambda r: r["seed"] == 1, lambda: run(1)) is None
+    run_once(tmp_path, "a_s1", lambda r: r["seed"] == 1, lambda: run(1))
+    assert calls == [0, 1]
+    assert load_rows(tmp_path / "results.jsonl") == [{"seed": 0, "success": 0.5}, {"seed": 1, "success": 0.5}]
+    assert [json.loads(x)["seed"] for x in (tmp_path / "results.jsonl").read_text().splitlines()] == [0, 1]
+    assert load_rows(tmp_path / "missing.jsonl") == []
