@@ -156,6 +156,8 @@ def _merge_preset(cfg: DictConfig, name: str, kind: str, chain: tuple[Path, ...]
         raise MtrlError(f"preset {path} names itself as a base (through {' -> '.join(map(str, chain))})")
     data = _load_yaml(path)
     parent = data.pop("base", None)
+    if path.parent.name in ("envs", "agents"):  # a file in agents/ given where an env preset goes: its base is an agent
+        kind = path.parent.name
     if parent is not None:
         if not isinstance(parent, str):
             raise MtrlError(f"`base` in {path} must name one preset, got {parent!r}")

@@ -129,7 +129,7 @@ def test_help_of_every_command_prints_usage(command):
 
 # Presets that need more than an env preset (demos=PATH, or a task graph) are built by
 # tests/test_imitation.py and tests/test_curriculum.py.
-NEEDS_MORE = {"airl.yaml", "bc.yaml", "gail.yaml", "mhairl.yaml", "mhairl-bc.yaml", "mtppo-mastering-rate.yaml",
+NEEDS_MORE = {"airl.yaml", "bc.yaml", "gail.yaml", "gail-mtsac.yaml", "mhairl.yaml", "mhairl-bc.yaml", "mtppo-mastering-rate.yaml",
               "mtsac-mastering-rate.yaml"}
 
 

@@ -330,3 +330,65 @@ def test_labelled_gail_without_one_hot_and_continuous_actions_are_clipped(tmp_pa
     model = AdversarialReward("gail", d, 1, 39, gym.spaces.Box(-1, 1, (4,)), hidden=[8])
     assert float(model._clip(torch.tensor([[3.0, -2.0, 0.5, 1.0]])).abs().max()) == 1.0
     assert (d.truncated.sum() == 1) and float(model.expert["done"].sum()) == 1.0  # the time limit counts as an end
+
+
+@pytest.fixture(scope="module")
+def mw_demos(tmp_path_factory):
+    """Two Meta-World tasks, short episodes (scripted experts)."""
+    root = tmp_path_factory.mktemp("mw")
+    return make_demos("custom", 2, root, tasks=["reach-v3", "drawer-close-v3"], max_episode_steps=50)["path"]
+
+
+def test_off_policy_gail_trains_on_collected_rounds_and_relabels_replay_batches(mw_demos):
+    """GAIL for MT-SAC (DAC): replay batches train nothing and get the current discriminator's
+    logit as their reward; collected rounds train it from a FIFO of recent policy transitions."""
+    import gymnasium as gym
+
+    from mtrl.imitation.adversarial import AdversarialReward
+    from mtrl.imitation.demos import load_demos
+
+    d = load_demos(mw_demos)
+    model = AdversarialReward("gail", d, 2, 39, gym.spaces.Box(-1, 1, (4,)), hidden=[8], off_policy=True,
+                              policy_buffer=10, disc_batch=8, disc_updates=3)
+    rng = np.random.default_rng(0)
+
+    def transitions(n):
+        return {"obs": rng.normal(size=(n, 41)).astype(np.float32), "actions": rng.uniform(-1, 1, (n, 4)).astype(np.float32),
+                "rewards": np.zeros(n, np.float32), "next_obs": rng.normal(size=(n, 41)).astype(np.float32),
+                "terminated": np.zeros(n, np.float32), "task_ids": np.repeat([0, 1], n // 2)}
+
+    before = {k: v.clone() for k, v in model.disc.state_dict().items()}
+    assert model.update(transitions(8), "batch") == {}
+    assert all(torch.equal(v, model.disc.state_dict()[k]) for k, v in before.items())
+    stats = model.update(transitions(6), "collected")
+    model.update(transitions(6), "collected")
+    assert "imitation/acc_expert" in stats and model.updates == 2 and model._fifo["obs"].shape[0] == 10
+    assert not all(torch.equal(v, model.disc.state_dict()[k]) for k, v in before.items())
+    batch = transitions(8)
+    out = model.relabel(batch, "batch")
+    with torch.no_grad():
+        onehot = F.one_hot(torch.as_tensor(batch["task_ids"]), 2).float()  # labelled demos: the task id too
+        want = model.disc.g(torch.cat([torch.as_tensor(batch["obs"][:, :39]), onehot,
+                                       torch.as_tensor(batch["actions"])], 1))
+    np.testing.assert_allclose(out["rewards"], want.squeeze(-1).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["env_rewards"], batch["rewards"])
+    with pytest.raises(MtrlError, match="built for MT-SAC but got 'rollout'"):
+        model.update(transitions(4), "rollout")
+    with pytest.raises(MtrlError, match="only imitation=gail"):
+        AdversarialReward("airl", d, 2, 39, gym.spaces.Box(-1, 1, (4,)), off_policy=True)
+
+
+def test_gail_mtsac_run_from_the_cli_preset_logs_and_resumes_its_fifo(tmp_path, mw_demos):
+    args = ["taskset=custom", "tasks=[reach-v3, drawer-close-v3]", "max_episode_steps=50", f"demos={mw_demos}",
+            "sac.hidden=[32]", "sac.learning_starts=200", "sac.collect_steps=50", "sac.batch_per_task=16",
+            "imitation_args={hidden: [16], disc_batch: 32, disc_updates: 2, policy_buffer: 150}", "log_every=1"]
+    run = train(build_config(["agents/gail-mtsac.yaml"], [*args, "total_steps=600", f"run_dir={tmp_path / 'r'}"]))
+    rm = checkpoint.load(checkpoint.latest(run))["reward_model"]
+    assert rm["updates"] == 6 and rm["fifo"]["obs"].shape == (150, 41)  # one update per 100-step round
+    ea = EventAccumulator(str(run))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    for tag in ["imitation/acc_expert", "imitation/reward/reach-v3", "task/reach-v3/success"]:
+        assert tag in tags, sorted(t for t in tags if "imitation" in t)
+    with pytest.raises(MtrlError, match="MT-SAC: gail only"):
+        build_config(["agents/gail-mtsac.yaml"], [*args, "imitation=airl"])

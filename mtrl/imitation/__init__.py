@@ -39,8 +39,8 @@ def validate(cfg: Any, task_names: list[str]) -> None:
                         "agents/airl.yaml, agents/mhairl.yaml, agents/bc.yaml) or imitation=gail|airl|mhairl")
     if cfg.imitation not in METHODS:
         raise MtrlError(f"unknown imitation {cfg.imitation!r}; {did_you_mean(cfg.imitation, METHODS)}valid methods: {choices(METHODS)}")
-    if cfg.algo != "mtppo":
-        raise MtrlError(f"imitation {cfg.imitation!r} trains MT-PPO; got algo={cfg.algo}")
+    if cfg.algo != "mtppo" and not (cfg.algo == "mtsac" and cfg.imitation == "gail"):
+        raise MtrlError(f"imitation {cfg.imitation!r} trains MT-PPO (MT-SAC: gail only); got algo={cfg.algo}")
     if cfg.imitation == "mhairl" and not cfg.one_hot:
         raise MtrlError("mhairl conditions both policy levels on the task context: keep one_hot=true")
     if (cfg.imitation == "mhairl") != (cfg.ppo.heads == "options"):
@@ -53,7 +53,8 @@ def validate(cfg: Any, task_names: list[str]) -> None:
     if not isinstance(hidden, Sequence) or isinstance(hidden, str) or not all(
             isinstance(h, int) and h > 0 for h in hidden):
         raise MtrlError(f"imitation_args.hidden must be a list of layer widths, e.g. [256, 256]; got {hidden}")
-    valid = _ARGS + (_MH_ARGS if cfg.imitation == "mhairl" else ("use_labels", "reward"))
+    valid = _ARGS + (_MH_ARGS if cfg.imitation == "mhairl" else ("use_labels", "reward")) + (
+        ("policy_buffer",) if cfg.algo == "mtsac" else ())
     bad = sorted(set(cfg.imitation_args) - set(valid))
     if bad:
         raise MtrlError(f"imitation {cfg.imitation!r} has no argument {bad[0]!r}; {did_you_mean(bad[0], valid)}valid arguments: {choices(valid)}")
@@ -111,7 +112,9 @@ def build(cfg: Any, probe: Any, agent: Any):
                           gamma=cfg.ppo.gamma, seed=cfg.seed, policy_one_hot=cfg.one_hot, **args)
         mh.attach(agent)
         return mh
+    off_policy = cfg.algo == "mtsac"
     model = AdversarialReward(cfg.imitation, demos, probe.num_tasks, probe.raw_dim, probe.single_action_space,
-                              gamma=cfg.ppo.gamma, seed=cfg.seed, policy_one_hot=cfg.one_hot, **args)
+                              gamma=cfg.sac.gamma if off_policy else cfg.ppo.gamma, seed=cfg.seed,
+                              policy_one_hot=cfg.one_hot, off_policy=off_policy, **args)
     model.attach(agent)
     return model

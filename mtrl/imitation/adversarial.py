@@ -1,4 +1,4 @@
-"""Adversarial imitation reward models for MT-PPO: GAIL and AIRL.
+"""Adversarial imitation reward models: GAIL and AIRL for MT-PPO, GAIL for MT-SAC.
 
 Both train a discriminator to tell expert transitions (from a :mod:`mtrl.imitation.demos`
 dataset) from the policy's, and replace the rollout's environment reward with a reward from
@@ -31,6 +31,16 @@ task id (expert data: from the labels; policy data: from the observation), i.e. 
 discriminator conditioned on the task. Without labels it sees only the task's observation,
 and AIRL's pi(a|s) is the policy's task mixture, log (1/T) sum_t pi(a | s, t), for expert and
 policy samples alike (the unlabelled expert's task is unknown; MH-AIRL infers it instead).
+
+**Off-policy (MT-SAC), GAIL only**: as in Discriminator-Actor-Critic (Kostrikov et al., ICLR
+2019), the discriminator learns from each collection round's transitions against the demos (its
+policy side drawn from a FIFO of the last ``policy_buffer`` collected transitions, a window of
+recent policies rather than only the newest round), and every replay batch is relabelled with
+the *current* discriminator when it is sampled, so old transitions never keep a stale reward.
+Meta-World episodes end only at the time limit, so DAC's absorbing-state wrapper is not needed
+(it is for tasks whose termination would bias a survival or time-penalty reward). AIRL needs
+log pi(a|s) of executed, clipped actions, which the tanh-squashed SAC policy gives only inside
+(-1, 1): it stays MT-PPO only.
 
 **Choices made here.** Actions enter as one-hot vectors (discrete) or, for continuous tasks, as
 the env executes them (clipped to the action bounds, like the experts');
@@ -106,9 +116,17 @@ class AdversarialReward:
     def __init__(self, kind: str, demos: Demos, num_tasks: int, raw_dim: int, action_space: gym.Space,
                  gamma: float = 0.99, hidden: list[int] | None = None, lr: float = 3e-4, grad_penalty: float = 10.0,
                  disc_updates: int = 4, disc_batch: int = 512, use_labels: bool | None = None, seed: int = 0,
-                 policy_one_hot: bool = True, reward: str = "logit"):
+                 policy_one_hot: bool = True, reward: str = "logit", off_policy: bool = False,
+                 policy_buffer: int = 50_000):
         if kind not in ("gail", "airl"):
             raise MtrlError(f"unknown adversarial imitation {kind!r}; valid: 'gail', 'airl'")
+        if off_policy and kind != "gail":
+            raise MtrlError("with algo=mtsac only imitation=gail is implemented (AIRL's log pi of clipped actions is "
+                            "undefined for a tanh policy at the bounds); use algo=mtppo for airl")
+        if policy_buffer < 1:
+            raise MtrlError(f"imitation_args.policy_buffer must be >= 1, got {policy_buffer}")
+        self.off_policy, self.policy_buffer = off_policy, int(policy_buffer)
+        self._fifo: dict[str, torch.Tensor] | None = None  # off-policy: recent policy transitions
         self.kind, self.demos, self.T, self.raw_dim = kind, demos, num_tasks, raw_dim
         self.policy_one_hot = policy_one_hot  # the policy's observation ends with the one-hot task id
         if reward not in ("logit", "positive", "negative"):
@@ -210,12 +228,33 @@ class AdversarialReward:
             b["logp"] = torch.zeros(n)
         return b
 
+    def _transitions(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Discriminator inputs of flat transitions (MT-SAC's collected rounds and replay batches)."""
+        tids = torch.as_tensor(data["task_ids"]).long().reshape(-1)
+        acts = torch.as_tensor(data["actions"]).reshape(tids.shape[0], -1)
+        return {"obs": self._disc_obs(torch.as_tensor(data["obs"]), tids),
+                "next_obs": self._disc_obs(torch.as_tensor(data["next_obs"]), tids),
+                "act": self._encode(self._clip(acts)), "done": torch.as_tensor(data["terminated"]).float().reshape(-1),
+                "logp": torch.zeros(tids.shape[0]), "tids": tids}
+
+    def _remember(self, pol: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Append to the FIFO of recent policy transitions (off-policy) and return it."""
+        if self._fifo is None:
+            self._fifo = pol
+        else:
+            self._fifo = {k: torch.cat([self._fifo[k], v])[-self.policy_buffer:] for k, v in pol.items()}
+        return self._fifo
+
     # ------------------------------------------------------------------ the seam
     def update(self, rollout: dict[str, Any], kind: str = "rollout") -> dict[str, Any]:
-        """``disc_updates`` discriminator steps on this rollout against the demonstrations."""
-        if kind != "rollout":
-            raise MtrlError("adversarial imitation is implemented for on-policy rollouts (algo=mtppo)")
-        pol = self._policy_batch(rollout)
+        """``disc_updates`` discriminator steps on this rollout (off-policy: on the recent policy
+        transitions, after each collection round; replay batches train nothing) against the demos."""
+        if kind == "rollout" and self.off_policy or kind != "rollout" and not self.off_policy:
+            raise MtrlError(f"this {self.kind} reward model was built for "
+                            f"{'MT-SAC' if self.off_policy else 'MT-PPO'} but got {kind!r} data")
+        if kind == "batch":
+            return {}
+        pol = self._remember(self._transitions(rollout)) if kind == "collected" else self._policy_batch(rollout)
         n = pol["obs"].shape[0]
         stats = {"loss": 0.0, "acc_expert": 0.0, "acc_policy": 0.0, "grad_penalty": 0.0}
         for _ in range(self.disc_updates):
@@ -248,7 +287,7 @@ class AdversarialReward:
     @torch.no_grad()
     def relabel(self, rollout: dict[str, Any], kind: str = "rollout") -> dict[str, Any]:
         """Replace ``rewards`` with the discriminator's reward (see the module docstring)."""
-        pol = self._policy_batch(rollout)
+        pol = self._policy_batch(rollout) if kind == "rollout" else self._transitions(rollout)
         logit = self.disc.logit(pol["obs"], pol["act"], pol["next_obs"], pol["done"], pol["logp"])
         reward = {"logit": logit, "positive": F.softplus(logit), "negative": -F.softplus(-logit)}[self.reward]
         return with_rewards(rollout, reward)
@@ -258,10 +297,11 @@ class AdversarialReward:
 
     def state_dict(self) -> dict[str, Any]:
         return {"disc": self.disc.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
-                "updates": self.updates}
+                "updates": self.updates, "fifo": self._fifo}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.disc.load_state_dict(state["disc"])
         self.opt.load_state_dict(state["opt"])
         self.gen.set_state(state["gen"])
         self.updates = state["updates"]
+        self._fifo = state.get("fifo")
