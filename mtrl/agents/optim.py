@@ -5,8 +5,9 @@ Loshchilov & Hutter 2019).
 
 On a CPU PyTorch defaults to a Python loop over the parameter tensors (``foreach`` is the default
 on CUDA only); ``fused=True`` runs the whole step as one kernel per tensor group: the optimiser
-step alone is ~2.5-3x faster for MT-SAC's and MT-PPO's networks here, a whole update ~5-10%
-(``benchmarks/speed_optim.py``, figures in BENCHMARKS.md). Same
+step alone is 2.7-3.5x faster for MT-SAC's and MT-PPO's networks here, which is 1.08x on a
+whole MT-SAC update with per-task networks (where the step is 8% of it) and within noise (0.96-
+0.98x) for the shared ones (``benchmarks/speed_optim.py``, BENCHMARKS.md). Same
 maths, so results change only by float rounding; the state dict has the same layout, so older
 checkpoints load. Falls back to the default implementation where the fused kernel does not run
 (e.g. a dtype it lacks).
