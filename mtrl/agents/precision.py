@@ -6,8 +6,8 @@ products take bfloat16 inputs (accumulating in float32) and return bfloat16, and
 ops that follow them (ReLU, BroNet's LayerNorm and residual adds) then run in bfloat16 too.
 Weights, optimiser state, the output layers, losses, the temperature update and gradient
 surgery stay float32. On a CPU with AVX-512 BF16 (this project's 2-core CI machine) a 256x256
-batched GEMM takes 330 vs 680 us and one MT-SAC update at 256x2 takes 0.74x (per-task networks)
-to 0.62x (shared network) the float32 time (``benchmarks/speed_optim.py``); on a CPU without
+batched GEMM takes 330 vs 680 us and one MT-SAC update takes 0.73x the float32 time at 256x2
+and 0.51x at the MT10 paper's 400x3 (``benchmarks/speed_optim.py``); on a CPU without
 bfloat16 instructions it is likely slower, so measure before choosing it.
 
 bfloat16 keeps 8 mantissa bits (relative precision 2^-8 ~ 0.4%): a Q value of 500 read in

@@ -27,7 +27,7 @@ works unchanged):
 - ``task_embedding: d``: a learned unit-norm task embedding appended to actor and critic inputs.
 - ``weight_decay > 0``: AdamW.
 - ``precision: bf16``: the update's matrix products in bfloat16 under autocast, weights, output
-  layers and losses in float32 (:mod:`mtrl.agents.precision`; 0.62-0.74x the update time on a
+  layers and losses in float32 (:mod:`mtrl.agents.precision`; 0.51-0.73x the update time on a
   CPU with AVX-512 BF16). Runners act in float32.
 """
 
