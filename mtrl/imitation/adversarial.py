@@ -211,8 +211,9 @@ class AdversarialReward:
         if self._cache is not None and self._cache[0] is r["obs"]:  # update() then relabel(): same rollout
             return self._cache[1]
         logp = torch.as_tensor(r["logp"]).reshape(-1)
-        if self.kind == "airl" and not self.labels:
-            logp = self._policy_logp(full[:, :self.raw_dim], acts, None)
+        if self.kind == "airl":  # the current policy's log pi, as on the expert side (the rollout's is the
+            # behaviour policy's: one update older with ppo.async_rollouts or after a warm start)
+            logp = self._policy_logp(full[:, :self.raw_dim], acts, tids if self.labels else None)
         batch = {"obs": self._disc_obs(full, tids), "next_obs": self._disc_obs(nxt.reshape(S * N, -1), tids),
                  "act": self._encode(self._clip(acts)), "done": done.reshape(-1), "logp": logp, "tids": tids}
         self._cache = (r["obs"], batch)  # holds the array itself: an id() could be reused by the next rollout
