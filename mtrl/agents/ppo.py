@@ -59,6 +59,12 @@ class PPOConfig:
     async_rollouts: bool = False
 
 
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    """A rollout array as a tensor; Ray hands back read-only arrays (zero-copy from its object
+    store), which torch would wrap with a warning: those are copied."""
+    return torch.as_tensor(a if a.flags.writeable else a.copy())
+
+
 def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
     """PPO's per-sample loss, its parts and the probability ratio ``(l, pg, vl, ratio)``.
 
@@ -210,10 +216,7 @@ class MTPPO:
                 g["lr"] = cfg.lr * max(1.0 - progress, 0.0)
         adv, ret = compute_gae(rollout, cfg.gamma, cfg.gae_lambda)
         abs_gae = _per_task_abs_mean(adv, rollout["task_ids"], self.num_tasks)
-        obs = torch.as_tensor(rollout["obs"]).flatten(0, 1)
-        acts = torch.as_tensor(rollout["actions"]).flatten(0, 1)
-        old_logp = torch.as_tensor(rollout["logp"]).flatten(0, 1)
-        tids = torch.as_tensor(rollout["task_ids"]).flatten(0, 1)
+        obs, acts, old_logp, tids = (_tensor(rollout[k]).flatten(0, 1) for k in ("obs", "actions", "logp", "task_ids"))
         adv_t = torch.as_tensor(adv).flatten(0, 1).float()
         ret_t = torch.as_tensor(ret).flatten(0, 1).float()
         B = obs.shape[0]
