@@ -35,7 +35,6 @@ from mtrl.evaluate import evaluate
 from mtrl.logging import EpisodeStats, Logger
 from mtrl.rewards import RewardModel
 from mtrl.runners import RunnerPool
-from mtrl.runners.pool import Calls
 from mtrl.runs import build_agent, default_run_dir, env_kwargs
 
 __all__ = ["Trainer", "build_agent", "env_kwargs", "train"]
@@ -64,9 +63,6 @@ class Trainer:
         self._rounds = 0
         self.iterations = 0
         self._push_weights = False  # send weights in the next collection round whatever weights_every says
-        # ppo.async_rollouts: the rollout the runners sample while the learner updates (a handle),
-        # or its data once fetched (a checkpoint waits for it and stores it: resume stays exact)
-        self._next_rollout: Calls | dict[str, Any] | None = None
         self.wall_s = 0.0  # training wall-clock seconds over all sessions of this run (evaluations excluded)
         self.task_steps = np.zeros(probe.num_tasks, np.int64)  # env steps per task so far
         # The two seams of the loop: a task scheduler (curriculum) that sets the runners' task
@@ -122,7 +118,7 @@ class Trainer:
                 "curriculum_args": OmegaConf.to_container(self.cfg.curriculum_args),
                 "task_weights": self.task_weights, "runner_restarts": self.pool.restarts,
                 "reward_model": None if self.reward_model is None else self.reward_model.state_dict(),
-                "next_rollout": self._next_rollout if isinstance(self._next_rollout, dict) else None,
+                "next_rollout": self.pool.prefetched(),  # ppo.async_rollouts: stored, so resume stays exact
                 "config": OmegaConf.to_container(self.cfg)}
 
     def save(self) -> Path:
@@ -130,8 +126,6 @@ class Trainer:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         if self.replay is not None and self.cfg.sac.save_buffer:  # buffer first: a .pt implies its buffer
             self.replay.save(ckpt_dir / f"replay_{self.step:012d}.npz")
-        if isinstance(self._next_rollout, Calls):  # the runners' state after the rollout in flight, and it
-            self._next_rollout = self.pool.wait_rollout(self._next_rollout)
         # the env state first: a runner replaced while it is fetched counts in the state's runner_restarts
         env_state = self.pool.get_state() if self.save_env else None
         path = checkpoint.save(self.state(), ckpt_dir, self.step, self.cfg.keep_checkpoints, env_state=env_state)
@@ -170,7 +164,7 @@ class Trainer:
             if hasattr(self.reward_model, "restart_episodes"):
                 self.reward_model.restart_episodes()
         self.task_weights = s.get("task_weights")
-        self._next_rollout = s.get("next_rollout")  # ppo.async_rollouts: the rollout sampled before the save
+        self.pool.set_prefetched(s.get("next_rollout"))  # ppo.async_rollouts: sampled before the save
         self.pool.restarts = int(s.get("runner_restarts", 0))
         if self.task_weights is not None:  # env state may be absent (Meta-World): send them again
             self.pool.set_task_weights(self.task_weights)
@@ -188,7 +182,9 @@ class Trainer:
     def on_policy_iteration(self) -> tuple[int, dict[str, Any], dict[str, float]]:
         n = self.cfg.ppo.num_steps
         t0 = time.time()
-        rollout = self.relabel(self._rollout(n), "rollout")
+        # ppo.async_rollouts: the runners sample the next rollout while the learner updates on this one
+        rollout = self.relabel(self.pool.sample(n, self.agent.policy_state(), prefetch=self.cfg.ppo.async_rollouts),
+                               "rollout")
         t1 = time.time()
         out = {**self.agent.update(rollout, progress=self.step / self.cfg.total_steps), **self.reward_log}
         out["_task_steps"] = np.bincount(rollout["task_ids"].ravel(), minlength=len(self.task_names))
@@ -196,21 +192,6 @@ class Trainer:
         return steps, {**out, "_episodes": rollout["episodes"]}, {
             "perf/sample_s": t1 - t0, "perf/update_s": time.time() - t1,
             "perf/runner_restarts": self.pool.restarts}
-
-    def _rollout(self, n: int) -> dict[str, Any]:
-        """This iteration's rollout (``n`` steps per slot). With ``ppo.async_rollouts`` the runners
-        start sampling the next one from the current policy before the learner updates on this one,
-        so each rollout but the first comes from the policy one update before the one it trains
-        (as in IMPALA / APPO with one batch in flight; PPO's clipped ratio pi / pi_behaviour uses
-        the behaviour log-probs stored with the rollout, the importance weight it needs)."""
-        pending, self._next_rollout = self._next_rollout, None
-        if pending is None:
-            data = self.pool.sample(n, self.agent.policy_state())
-        else:  # in flight, or restored from a checkpoint (used even if the flag was turned off on resume:
-            data = pending if isinstance(pending, dict) else self.pool.wait_rollout(pending)  # the envs moved on)
-        if self.cfg.ppo.async_rollouts:
-            self._next_rollout = self.pool.sample_async(n, self.agent.policy_state())
-        return data
 
     def off_policy_iteration(self) -> tuple[int, dict[str, Any], dict[str, float]]:
         sac = self.cfg.sac

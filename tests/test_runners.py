@@ -168,14 +168,14 @@ def test_a_temporarily_unavailable_runner_is_asked_again_before_it_is_replaced(m
         return reply
 
     monkeypatch.setattr(ray, "get", fake_get)
-    assert pool._finish(Calls("sample", [(8,)], [(pool.runners[0], (8,))])) == ["ok-a"]
+    assert pool._finish(Calls("sample", [(8,)], [(pool.runners[0], (8,))], list(pool.runners))) == ["ok-a"]
     assert pool.restarts == 0  # answered on the third ask: never replaced
 
     replaced = []
     monkeypatch.setattr(pool, "_replace", lambda i, exc: (replaced.append(type(exc).__name__),
                                                           pool.runners.__setitem__(i, FakeActor("b"))))
     answers["a"] = ["unavailable"] * 4
-    assert pool._finish(Calls("sample", [(8,)], [(pool.runners[0], (8,))])) == ["ok-b"]
+    assert pool._finish(Calls("sample", [(8,)], [(pool.runners[0], (8,))], list(pool.runners))) == ["ok-b"]
     assert replaced == ["ActorUnavailableError"]  # away for 4 asks (> 3 retries): replaced once
 
 
@@ -194,17 +194,18 @@ def test_async_rollouts_are_one_update_stale_and_resume_exactly(ray_cluster, tmp
     from mtrl.train import train
 
     pushed, updated = [], []
-    plain_async, plain_update = RunnerPool.sample_async, MTPPO.update
+    plain_start, plain_update = RunnerPool._start, MTPPO.update
 
-    def spy_async(self, n, weights):
-        pushed.append({k: v.clone() for k, v in weights.items()})
-        return plain_async(self, n, weights)
+    def spy_start(self, method, *args):
+        if method == "sample":
+            pushed.append({k: v.clone() for k, v in ray_cluster.get(args[1][0]).items()})
+        return plain_start(self, method, *args)
 
     def spy_update(self, rollout, progress=0.0):
         updated.append({k: v.detach().clone() for k, v in self.net.state_dict().items()})  # weights before it
         return plain_update(self, rollout, progress)
 
-    monkeypatch.setattr(RunnerPool, "sample_async", spy_async)
+    monkeypatch.setattr(RunnerPool, "_start", spy_start)
     monkeypatch.setattr(MTPPO, "update", spy_update)
     full = train(build_config([], [*ASYNC, "total_steps=768", f"run_dir={tmp_path / 'full'}"]))
     assert len(updated) == 4 and len(pushed) == 5  # the first rollout waited for, then one in flight per update

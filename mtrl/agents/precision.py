@@ -60,8 +60,11 @@ def resolve(precision: str) -> str:
 
 
 def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
-    """The context an update runs in: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
-    if resolve(precision) == "fp32":
+    """The context an update runs in: bfloat16 autocast for ``bf16``, nothing for ``fp32`` (a
+    resolved name: :func:`resolve` ``auto`` once, not on every update)."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"autocast needs a resolved precision ('fp32' or 'bf16'), got {precision!r}")
+    if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device, dtype=torch.bfloat16)
 

@@ -99,7 +99,7 @@ class Calls:
     method: str
     args: list[tuple]
     results: list
-    actors: list | None = None
+    actors: list
 
 
 class RunnerPool:
@@ -133,6 +133,7 @@ class RunnerPool:
         self.unavailable_retries = 3  # a temporarily unavailable actor is asked again this often before it is replaced
         self._last_weights = None  # the newest weights sent (a replacement gets them)
         self._task_weights = None
+        self._prefetched: Calls | dict[str, Any] | None = None  # sample(prefetch=True): the next rollout
         if not self.remote:
             self.runners = [Runner({**env_kwargs, "slots": blocks[0].tolist()}, policy_spec, seed * 1000)]
             return
@@ -151,7 +152,7 @@ class RunnerPool:
         """Call ``method`` on every runner: results (in-process) or Ray futures."""
         args = [tuple(a[i] for a in args_per_runner) for i in range(len(self.runners))]
         if not self.remote:
-            return Calls(method, args, [getattr(r, method)(*a) for r, a in zip(self.runners, args)])
+            return Calls(method, args, [getattr(r, method)(*a) for r, a in zip(self.runners, args)], list(self.runners))
         return Calls(method, args, [getattr(r, method).remote(*a) for r, a in zip(self.runners, args)],
                      list(self.runners))
 
@@ -174,24 +175,23 @@ class RunnerPool:
                     # transitions are dropped (episodes go on; nothing is counted twice).
                     tries += 1
                     if tries > self.unavailable_retries:
-                        if calls.actors is None or self.runners[i] is calls.actors[i]:
-                            self._replace(i, exc)
-                        if calls.actors is not None:
-                            calls.actors[i] = self.runners[i]
+                        self._renew(calls, i, exc)
                         tries = 0
                     else:
                         print(f"runner {i} unavailable ({exc.__class__.__name__}); asking again "
                               f"({tries}/{self.unavailable_retries})", flush=True)
                         time.sleep(min(2.0 ** tries, 10.0))
                 except ray.exceptions.RayActorError as exc:
-                    # replaced already (a call in between, e.g. set_task_weights during an async rollout,
-                    # met the death first): ask the replacement; else replace it now
-                    if calls.actors is None or self.runners[i] is calls.actors[i]:
-                        self._replace(i, exc)  # the replacement gets the newest weights first (calls run in order)
-                    if calls.actors is not None:
-                        calls.actors[i] = self.runners[i]
+                    self._renew(calls, i, exc)  # the replacement gets the newest weights first (calls run in order)
                 future = getattr(self.runners[i], calls.method).remote(*calls.args[i])
         return out
+
+    def _renew(self, calls: Calls, i: int, exc: Exception) -> None:
+        """Replace dead runner ``i`` for ``calls``, unless a call in between (e.g. set_task_weights
+        while a prefetched rollout is in flight) met the death first and replaced it already."""
+        if self.runners[i] is calls.actors[i]:
+            self._replace(i, exc)
+        calls.actors[i] = self.runners[i]
 
     def _replace(self, i: int, exc: Exception) -> None:
         """Start a new actor for dead runner ``i`` with the newest weights and task weights."""
@@ -238,25 +238,43 @@ class RunnerPool:
         """Transitions of a round started by :meth:`collect_async`, merged over runners."""
         return merge_transitions(self._finish(handle))
 
-    def sample(self, num_steps: int, weights: dict | None) -> dict[str, Any]:
-        """One rollout of ``num_steps`` per slot from every runner, merged along the env axis."""
-        return self.wait_rollout(self.sample_async(num_steps, weights))
+    def sample(self, num_steps: int, weights: dict | None, prefetch: bool = False) -> dict[str, Any]:
+        """One rollout of ``num_steps`` per slot from every runner, merged along the env axis.
 
-    def sample_async(self, num_steps: int, weights: dict | None) -> Calls:
-        """Start a rollout (Ray runners sample while the caller goes on; in-process it runs right
-        here); pass the handle to :meth:`wait_rollout`."""
+        A rollout prefetched by the previous call (or restored with :meth:`set_prefetched`) is
+        returned instead of a new one. ``prefetch``: the runners then start the next rollout with
+        ``weights`` right away, so Ray runners sample it while the caller updates on this one
+        (MT-PPO's ``ppo.async_rollouts``: each rollout comes from the policy one update older)."""
+        pending, self._prefetched = self._prefetched, None
+        if pending is None:
+            data = merge_rollouts(self._call("sample", *self._sample_args(num_steps, weights)))
+        else:
+            data = pending if isinstance(pending, dict) else merge_rollouts(self._finish(pending))
+        if prefetch:
+            self._prefetched = self._start("sample", *self._sample_args(num_steps, weights))
+        return data
+
+    def _sample_args(self, num_steps: int, weights: dict | None) -> tuple[list, list]:
         n = len(self.runners)
-        return self._start("sample", [num_steps] * n, [self._put(weights)] * n)
+        return [num_steps] * n, [self._put(weights)] * n
 
-    def wait_rollout(self, handle: Calls) -> dict[str, Any]:
-        """The rollout started by :meth:`sample_async`, merged along the env axis."""
-        return merge_rollouts(self._finish(handle))
+    def prefetched(self) -> dict[str, Any] | None:
+        """The prefetched rollout (waited for if still in flight), for a checkpoint; None if none."""
+        if isinstance(self._prefetched, Calls):
+            self._prefetched = merge_rollouts(self._finish(self._prefetched))
+        return self._prefetched
+
+    def set_prefetched(self, rollout: dict[str, Any] | None) -> None:
+        """Restore a checkpoint's prefetched rollout: the next :meth:`sample` returns it."""
+        self._prefetched = rollout
 
     def set_task_weights(self, weights) -> None:
         self._task_weights = weights
         self._call("set_task_weights", [weights] * len(self.runners))
 
     def get_state(self) -> list[bytes]:
+        """The runners' env state, after any prefetched rollout (waited for: it belongs to it)."""
+        self.prefetched()
         return self._call("get_state")
 
     def set_state(self, states: list[bytes]) -> None:

@@ -90,8 +90,6 @@ class SurgeryStep:
                 k = self.params[n].numel()
                 grads[n] = rows[:, off:off + k].view(T, *self.params[n].shape)
                 off += k
-        # under bfloat16 autocast (mtrl.agents.precision) vmap's gradients come back in bfloat16
-        grads = {n: g if g.dtype == self.params[n].dtype else g.to(self.params[n].dtype) for n, g in grads.items()}
         # the aggregator's maths in float32 even when the losses ran under bfloat16 autocast
         with torch.autocast(device_type=losses.device.type, enabled=False):
             return self._apply(grads, losses, aux, present, counted, diag_due)
