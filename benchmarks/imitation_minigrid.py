@@ -31,6 +31,14 @@ import numpy as np
 from runlock import load_rows, run_once
 
 ROOT = Path(__file__).resolve().parent.parent
+# Benchmark-only method variants: (agent preset, overrides). GAIL on MT-SAC with the positive
+# reward -log(1 - D) (DAC's choice where episodes only end by time, as in Meta-World), and with one
+# discriminator step per collection round instead of four (a weaker discriminator keeps its reward
+# informative for longer).
+METHOD_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "gail-mtsac-positive": ("gail-mtsac", ["imitation_args.reward=positive"]),
+    "gail-mtsac-positive-d1": ("gail-mtsac", ["imitation_args.reward=positive", "imitation_args.disc_updates=1"]),
+}
 ENV_PRESET = {"minigrid/MT5": "envs/minigrid-mt5.yaml", "minigrid/MT3": "envs/minigrid-mt3.yaml",
               "metaworld/reach4": "envs/reach4.yaml"}
 
@@ -56,7 +64,8 @@ def run_one(method: str, labels: str, seed: int, args, out: Path) -> dict:
         cmd = [*mtrl, "train", "--resume", str(run_dir), f"total_steps={steps}"]
     else:
         extra = ["one_hot=false"] if method == "bc" and labels == "unlabelled" else []
-        cmd = [*mtrl, "train", ENV_PRESET[args.taskset], f"agents/{method}.yaml", f"demos={demos}",
+        preset, overrides = METHOD_VARIANTS.get(method, (method, []))
+        cmd = [*mtrl, "train", ENV_PRESET[args.taskset], f"agents/{preset}.yaml", *overrides, f"demos={demos}",
                f"total_steps={steps}", f"seed={seed}", f"runners={args.runners}", f"run_dir={run_dir}",
                f"eval_every={steps // 5}", "eval_episodes=10", "log_every=5", *extra]
     print(f"== {method} {labels} seed {seed}", flush=True)
@@ -124,7 +133,8 @@ def report(results: list[dict], out: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--taskset", default="minigrid/MT5", choices=sorted(ENV_PRESET))
-    p.add_argument("--methods", nargs="+", default=["bc", "gail", "airl", "mhairl", "mhairl-bc"])
+    p.add_argument("--methods", nargs="+", default=["bc", "gail", "airl", "mhairl", "mhairl-bc"],
+                   help="agent presets (agents/NAME.yaml) or one of " + ", ".join(METHOD_VARIANTS))
     p.add_argument("--labels", nargs="+", default=["labelled", "unlabelled"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=400_000, help="env steps for GAIL / AIRL")
