@@ -1,0 +1,157 @@
+"""MT-SAC against Stable-Baselines3 SAC on Meta-World reach4, in wall-clock time (issue 12).
+
+The question a user asks: which one reaches a given success sooner on this machine? Both see the
+same four tasks through the same observations (mtrl's, with the task one-hot;
+:func:`mtrl.interop.sb3_vec_env`, one env per task, 500-step episodes, time limits bootstrapped)
+and are evaluated the same way (``--eval-episodes`` deterministic episodes per task every
+``--eval-every`` env steps, :func:`peers.evaluate`; evaluation time is not counted as training
+time on either side). Each runs in one process with one torch thread.
+
+- **SB3 SAC**, matched to mtrl's CPU recipe (``sac_recipes.py``'s ``base``): 256x2 MLPs, batch
+  512 (mtrl: 128 per task x 4), one gradient step per two vector steps (mtrl's ``utd: 0.5``),
+  lr 3e-4, gamma 0.99, tau 0.005, 5k random steps, a 400k replay buffer (mtrl: 100k per task),
+  automatic temperature (one for all tasks; mtrl has one per task). SB3 has no per-task networks.
+- **mtrl**: the rows of ``benchmarks/results/sac_recipes/results.jsonl`` of the same seed (the
+  matched shared network ``base`` and the best recipe, ``ensemble-bf16`` = agents/mtsac-fast.yaml),
+  produced by ``sac_recipes.py`` under the same protocol on this machine.
+
+    .venv/bin/python benchmarks/sac_peers.py --seeds 0 --minutes 30
+    .venv/bin/python benchmarks/sac_peers.py --plot-only
+
+One JSON line per SB3 run in ``OUT/results.jsonl`` (skipped when there); writes ``OUT/table.md``
+(training minutes to first reach each success level, per library) and ``OUT/curves.png``. Run
+nothing else meanwhile: the comparison is in wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from peers import evaluate  # noqa: E402
+from runlock import run_once  # noqa: E402
+from sac_recipes import load  # noqa: E402
+
+TASKSET = "metaworld/reach4"
+SAC = dict(hidden=[256, 256], batch=512, lr=3e-4, gamma=0.99, tau=0.005, learning_starts=5_000, buffer=400_000,
+           train_freq=2, gradient_steps=1)
+MTRL_ROWS = {"base": "mtrl MT-SAC, shared 256x2 (matched)", "ensemble-bf16": "mtrl MT-SAC, mtsac-fast (per-task nets, bf16)"}
+LEVELS = (0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def run_sb3(seed: int, minutes: float, eval_every: int, episodes: int) -> list[list[float]]:
+    """SB3 SAC on reach4 until ``minutes`` of training wall-clock; returns [[env steps, s, success], ...]."""
+    import torch
+    from stable_baselines3 import SAC as SB3SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from mtrl.interop import sb3_vec_env
+
+    torch.set_num_threads(1)
+    venv = sb3_vec_env(TASKSET, envs_per_task=1, seed=seed)
+    model = SB3SAC("MlpPolicy", venv, learning_rate=SAC["lr"], buffer_size=SAC["buffer"],
+                   learning_starts=SAC["learning_starts"], batch_size=SAC["batch"], tau=SAC["tau"], gamma=SAC["gamma"],
+                   train_freq=SAC["train_freq"], gradient_steps=SAC["gradient_steps"], seed=seed, device="cpu",
+                   policy_kwargs=dict(net_arch=SAC["hidden"]))
+    curve: list[list[float]] = []
+    t0 = time.time()
+    eval_s = 0.0
+
+    class Eval(BaseCallback):
+        def _on_step(self) -> bool:
+            nonlocal eval_s
+            train_s = time.time() - t0 - eval_s
+            if self.num_timesteps % eval_every == 0:
+                e0 = time.time()
+                s = evaluate(lambda o, t: model.predict(o, deterministic=True)[0], TASKSET, episodes,
+                             seed + 10_000 + self.num_timesteps)
+                eval_s += time.time() - e0
+                curve.append([self.num_timesteps, round(train_s, 1), float(np.mean(list(s.values()))), s])
+                print(f"sb3 s{seed} {self.num_timesteps} env steps, {train_s / 60:.1f} min: "
+                      f"{curve[-1][2]:.2f} {s}", flush=True)
+            return train_s < minutes * 60
+
+    model.learn(10**9, callback=Eval())
+    venv.close()
+    return curve
+
+
+def first_reach(curve: np.ndarray, level: float) -> float | None:
+    """Training minutes at the first evaluation with mean success >= level (None: never)."""
+    hit = np.nonzero(curve[:, 2] >= level - 1e-9)[0]
+    return float(curve[hit[0], 1] / 60) if len(hit) else None
+
+
+def report(out: Path, seeds: list[int]) -> list[str]:
+    rows = {f"sb3_s{r['seed']}": ("Stable-Baselines3 SAC (matched)", r) for r in load(out / "results.jsonl")}
+    for r in load(ROOT / "benchmarks/results/sac_recipes/results.jsonl"):
+        if r["variant"] in MTRL_ROWS and r["seed"] in seeds:
+            rows[f"{r['variant']}_s{r['seed']}_{r['minutes']}"] = (MTRL_ROWS[r["variant"]], r)
+    lines = ["| library | seed | budget (min) | env steps/s | final | best | " +
+             " | ".join(f"min to {lv:.1f}" for lv in LEVELS) + " |", "|---" * (6 + len(LEVELS)) + "|"]
+    curves = []
+    for name, r in sorted(rows.values(), key=lambda x: x[0]):
+        c = np.asarray([row[:3] for row in r["curve"]], dtype=float)
+        if not len(c):
+            continue
+        curves.append((f"{name} s{r['seed']}", c))
+        reach = [first_reach(c, lv) for lv in LEVELS]
+        lines.append(f"| {name} | {r['seed']} | {r['minutes']:g} | {c[-1, 0] / max(c[-1, 1], 1e-9):.0f} | "
+                     f"{c[-1, 2]:.2f} | {c[:, 2].max():.2f} | "
+                     + " | ".join("-" if m is None else f"{m:.1f}" for m in reach) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, c in curves:
+            ax.plot(c[:, 1] / 60, c[:, 2], label=label)
+        ax.set_xlabel("training wall-clock (minutes, evaluation excluded)")
+        ax.set_ylabel("mean deterministic success (reach4)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "curves.png", dpi=110)
+    except ImportError:
+        pass
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--minutes", type=float, default=30)
+    p.add_argument("--eval-every", type=int, default=20_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--out", default=str(ROOT / "benchmarks/results/sac_peers"))
+    p.add_argument("--plot-only", action="store_true")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.plot_only:
+        for seed in args.seeds:
+            def run(seed=seed) -> dict:
+                t0, load0 = time.time(), os.getloadavg()[0]
+                curve = run_sb3(seed, args.minutes, args.eval_every, args.eval_episodes)
+                return {"lib": "sb3", "seed": seed, "minutes": args.minutes, "settings": SAC, "curve": curve,
+                        "wall_s": round(time.time() - t0, 1), "load_avg_start": load0,
+                        "load_avg_end": os.getloadavg()[0]}
+
+            run_once(out, f"sb3_s{seed}", lambda r, seed=seed: (r["seed"], r["minutes"]) == (seed, args.minutes), run)
+    print("\n".join(report(out, args.seeds)))
+    print(json.dumps({"table": str(out / "table.md"), "png": str(out / "curves.png")}))
+
+
+if __name__ == "__main__":
+    main()
