@@ -64,6 +64,9 @@ VARIANTS: dict[str, list[str]] = {
     "ensemble-bf16": [*CPU, "sac.heads=ensemble", "sac.precision=bf16"],
     # per-task networks with per-task reward scales (the critic's targets ~10 instead of ~1,000)
     "ensemble-bf16-rnorm": [*CPU, "sac.heads=ensemble", "sac.precision=bf16", "reward_norm=max_return"],
+    # the ensemble keeping every transition of a one-hour run (1M per task instead of 100k): the hard
+    # tasks were learned and lost once their buffers held only the last ~100k steps
+    "ensemble-bf16-buf1m": [*CPU, "sac.heads=ensemble", "sac.precision=bf16", "sac.buffer_per_task=1000000"],
 }
 
 
