@@ -159,3 +159,64 @@ def test_update_on_a_rollout_far_from_the_policy_keeps_weights_finite():
     out = agent.update(ro)
     assert all(torch.isfinite(p).all() for p in agent.net.parameters())
     assert np.all(np.isfinite(out["loss/policy"]))
+
+
+def test_kl_penalty_adapts_its_weight_and_resumes():
+    """The adaptive KL penalty (kl_coeff > 0): its weight grows where an update moved the policy
+    more than 2 x kl_target, shrinks where less than half, survives state_dict, and kl_coeff 0 is
+    plain PPO (bit for bit)."""
+    kw = dict(taskset="custom", tasks=["MiniGrid-Empty-5x5-v0"], envs_per_task=4, seed=0)
+    probe = make(**kw)
+    runner = Runner({**kw, "slots": list(range(4))}, MTPPO(PPOConfig(), probe.obs_dim, 1,
+                                                           probe.single_action_space).policy_spec, 0)
+
+    def agent(**c):
+        return MTPPO(PPOConfig(num_steps=32, **c), probe.obs_dim, 1, probe.single_action_space, seed=0)
+
+    plain, zero = agent(), agent(kl_coeff=0.0, kl_target=0.5)
+    ro = runner.sample(32, plain.policy_state())
+    plain.update(ro)
+    out = zero.update(ro)
+    for p, q in zip(plain.net.parameters(), zero.net.parameters()):
+        assert torch.equal(p, q)
+    assert out["ppo/kl_coeff"] == 0.0
+    big = agent(lr=1e-2, kl_coeff=0.2, kl_target=1e-6)  # any real update overshoots this target
+    kl = float(big.update(ro)["ppo/approx_kl"])
+    assert kl > 2e-6 and big.kl_coeff == 0.2 * 1.5
+    small = agent(lr=1e-6, kl_coeff=0.2, kl_target=10.0)  # nothing moves by KL 5
+    small.update(ro)
+    assert small.kl_coeff == 0.1
+    clone = agent(kl_coeff=0.2)
+    clone.load_state_dict(big.state_dict())
+    assert clone.kl_coeff == big.kl_coeff == 0.2 * 1.5
+
+
+def test_kl_penalty_pulls_the_update_toward_the_old_policy():
+    """With a large fixed-ish weight the penalised update moves the policy less (in KL) than the
+    plain one on the same rollout."""
+    kw = dict(taskset="custom", tasks=["MiniGrid-Empty-5x5-v0"], envs_per_task=4, seed=0)
+    probe = make(**kw)
+    plain = MTPPO(PPOConfig(num_steps=32, lr=3e-3, epochs=8), probe.obs_dim, 1, probe.single_action_space, seed=0)
+    pen = MTPPO(PPOConfig(num_steps=32, lr=3e-3, epochs=8, kl_coeff=50.0), probe.obs_dim, 1,
+                probe.single_action_space, seed=0)
+    runner = Runner({**kw, "slots": list(range(4))}, plain.policy_spec, 0)
+    ro = runner.sample(32, plain.policy_state())
+    obs, tids = torch.as_tensor(ro["obs"]).flatten(0, 1), torch.as_tensor(ro["task_ids"]).flatten(0, 1)
+    before = torch.log_softmax(plain.net.dist(obs, tids).logits, -1).detach()
+    plain.update(ro)
+    pen.update(ro)
+
+    def kl(agent):
+        after = torch.log_softmax(agent.net.dist(obs, tids).logits, -1)
+        return float((before.exp() * (before - after)).sum(-1).mean())
+
+    assert kl(pen) < 0.5 * kl(plain), (kl(pen), kl(plain))
+
+
+def test_kl_penalty_settings_are_checked():
+    import pytest
+
+    probe = make(taskset="custom", tasks=["MiniGrid-Empty-5x5-v0"], envs_per_task=1, seed=0)
+    for bad in (dict(kl_coeff=-0.1), dict(kl_target=0.0), dict(kl_coeff=float("nan"))):
+        with pytest.raises(ValueError, match="kl_coeff"):
+            MTPPO(PPOConfig(**bad), probe.obs_dim, 1, probe.single_action_space)

@@ -10,6 +10,14 @@ mean, or, with ``surgery: NAME``, by that aggregator over the per-task gradients
 slot (Schulman et al. 2016), bootstrapping through time-limit truncations with V(final obs);
 they are normalised over the minibatch (``adv_norm: batch``), within each task
 (``adv_norm: task``) or not at all (``none``).
+
+Optional adaptive KL penalty (Schulman et al. 2017, section 4, as RLlib's PPO applies it on top
+of the clip): with ``kl_coeff: beta_0 > 0`` each sample's loss gains ``beta * k3_i``, where
+``k3_i = (r_i - 1) - log r_i`` (Schulman's unbiased, non-negative estimator of
+KL(pi_old || pi) from the sampled action), and after every update ``beta`` is multiplied by 1.5
+where the update's mean KL exceeded ``2 * kl_target`` and by 0.5 where it fell below
+``kl_target / 2`` (RLlib's rule; the paper uses 2 and 1/2 at 1.5 x target). ``kl_coeff: 0``
+(default) is plain clipped PPO.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ class PPOConfig:
     encoder: str = "flat"  # flat | cnn (set by the top-level ``obs: image``: MiniGrid's view through a CNN)
     options: int = 4  # K options of heads=options (the env then takes (option, action) rows)
     adv_norm: str = "batch"  # batch | task | none
+    kl_coeff: float = 0.0  # initial weight of the adaptive KL penalty (0: none; RLlib's default is 0.2)
+    kl_target: float = 0.01  # the mean KL per update the penalty's weight steers toward
     anneal_lr: bool = False
     # Ray runners sample the next rollout while the learner updates on this one (behaviour policy
     # one update stale; PPO's ratio to the stored behaviour log-probs is the importance weight)
@@ -65,8 +75,9 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(a if a.flags.writeable else a.copy())
 
 
-def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
-    """PPO's per-sample loss, its parts and the probability ratio ``(l, pg, vl, ratio)``.
+def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig, kl_coeff: float = 0.0):
+    """PPO's per-sample loss, its parts and the probability ratio ``(l, pg, vl, ratio)``
+    (``kl_coeff``: the current weight of the KL penalty, see the module docstring).
 
     The log-ratio is clamped to [-20, 20] before ``exp``: a rollout far from the current policy
     (a behaviour-cloning warm start just moved it, a narrow Gaussian) would otherwise overflow the
@@ -75,14 +86,17 @@ def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig):
     ratio = (logp - old_logp).clamp(-20.0, 20.0).exp()
     pg = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
     vl = 0.5 * (v - ret) ** 2
-    return pg + cfg.vf_coef * vl - cfg.ent_coef * ent, pg, vl, ratio
+    loss = pg + cfg.vf_coef * vl - cfg.ent_coef * ent
+    if kl_coeff > 0.0:
+        loss = loss + kl_coeff * ((ratio - 1) - (logp - old_logp).clamp(-20.0, 20.0))
+    return loss, pg, vl, ratio
 
 
-def _ppo_task_loss(call, tb, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
+def _ppo_task_loss(call, tb, cfg: PPOConfig, kl_coeff: float = 0.0) -> tuple[torch.Tensor, dict]:
     """One task's (masked) PPO loss for the vmapped per-task gradients; aux: the masked sums
     of its parts (:func:`_stat_parts`), so the surgery path needs no second forward pass."""
     logp, ent, v = call(tb["obs"], tb["tids"], tb["acts"])
-    per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg)
+    per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg, kl_coeff)
     m = tb["mask"]
     aux = {k: (x.detach() * m).sum() for k, x in _stat_parts(pg, vl, ent, ratio, logp, tb["old_logp"], cfg).items()}
     return (per_sample * m).sum() / m.sum().clamp_min(1.0), aux
@@ -143,6 +157,8 @@ class MTPPO:
                              "combine; use surgery=mean")
         if cfg.adv_norm not in ("batch", "task", "none"):
             raise ValueError(f"ppo.adv_norm must be 'batch', 'task' or 'none', got {cfg.adv_norm!r}")
+        if not (cfg.kl_coeff >= 0.0 and cfg.kl_target > 0.0):  # also refuses NaN
+            raise ValueError(f"ppo.kl_coeff must be >= 0 and ppo.kl_target > 0, got {cfg.kl_coeff!r}, {cfg.kl_target!r}")
         self.cfg = cfg
         self.num_tasks = num_tasks
         self.policy_spec: dict[str, Any] = dict(kind="ppo", obs_dim=obs_dim, num_tasks=num_tasks, action_space=action_space,
@@ -163,6 +179,7 @@ class MTPPO:
         self.gen = torch.Generator().manual_seed(seed + 12345)
         self.updates = 0
         self.nan_skips = 0
+        self.kl_coeff = float(cfg.kl_coeff)  # the adaptive KL penalty's current weight (checkpointed)
         self.surgery = SurgeryStep(self.net, get_surgery(surgery, **dict(surgery_args or {})), diagnostics_every)
         # An extra loss term added to every minibatch's loss (None: none), e.g. CAMRL's transfer
         # regulariser installed by the curriculum; its gradient is added after surgery.
@@ -183,13 +200,15 @@ class MTPPO:
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
-                "updates": self.updates, "nan_skips": self.nan_skips, "surgery": self.surgery.state_dict()}
+                "updates": self.updates, "nan_skips": self.nan_skips, "surgery": self.surgery.state_dict(),
+                "kl_coeff": self.kl_coeff}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         optim.load_state(self.opt, state["opt"])
         self.gen.set_state(state["gen"])
         self.updates, self.nan_skips = state["updates"], state["nan_skips"]
+        self.kl_coeff = float(state.get("kl_coeff", self.cfg.kl_coeff))  # absent before the KL penalty existed
         if "surgery" in state:  # absent in checkpoints written before gradient surgery existed
             self.surgery.load_state_dict(state["surgery"])
 
@@ -237,12 +256,13 @@ class MTPPO:
                     sel = idx[rows]  # [T, n_max] rollout rows: one gather per field
                     tb = {"obs": obs[sel], "tids": t[rows], "acts": acts[sel], "old_logp": old_logp[sel],
                           "adv": a.detach()[rows], "ret": ret_t[sel], "mask": mask.float()}
-                    res = self.surgery(_ppo_task_loss, tb, (cfg,), present=mask.any(1))
+                    res = self.surgery(_ppo_task_loss, tb, (cfg, self.kl_coeff), present=mask.any(1))
                     task_loss, part_sums, counts = res["losses"], res["aux"], mask.sum(1).float()
                     surgery_out = res["stats"]
                 else:
                     logp, ent, v = self.net(obs[idx], t, acts[idx])
-                    per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, old_logp[idx], a, ret_t[idx], cfg)
+                    per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, old_logp[idx], a, ret_t[idx], cfg,
+                                                                self.kl_coeff)
                     task_loss, _ = per_task_mean(per_sample, t, self.num_tasks)
                     counts = torch.bincount(t, minlength=self.num_tasks).float()
                     parts = _stat_parts(pg, vl, ent, ratio, logp, old_logp[idx], cfg)
@@ -279,6 +299,13 @@ class MTPPO:
                 extras.update(surgery_out)
         self.updates += 1
         out: dict[str, Any] = {k: (v / max(n_mb, 1)).numpy() for k, v in sums.items()}
+        if self.kl_coeff > 0.0 and "ppo/approx_kl" in out:  # the adaptive penalty's weight, for the next update
+            kl = float(out["ppo/approx_kl"])
+            if kl > 2.0 * cfg.kl_target:
+                self.kl_coeff *= 1.5
+            elif kl < 0.5 * cfg.kl_target:
+                self.kl_coeff *= 0.5
+        out["ppo/kl_coeff"] = self.kl_coeff
         out.update(extras)  # surgery stats and diagnostics of the last minibatch
         out["ppo/abs_gae"] = abs_gae  # PLR's task score (mean |GAE| per task, before normalisation)
         out["ppo/lr"] = self.opt.param_groups[0]["lr"]
