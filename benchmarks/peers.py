@@ -73,24 +73,31 @@ def evaluate(act: Callable[[np.ndarray, int], Any], taskset: str, episodes: int,
 
 
 # --------------------------------------------------------------------------- the libraries
-MTRL_MODES = {"in-process": ("mtrl (in-process)", 0, False), "ray2": ("mtrl (2 Ray runners)", 2, False),
-              "async1": ("mtrl (1 Ray runner, async)", 1, True), "async2": ("mtrl (2 Ray runners, async)", 2, True)}
+# mode: (label, runners, async rollouts, extra overrides)
+MTRL_MODES: dict[str, tuple[str, int, bool, list[str]]] = {
+    "in-process": ("mtrl (in-process)", 0, False, []), "ray2": ("mtrl (2 Ray runners)", 2, False, []),
+    "async1": ("mtrl (1 Ray runner, async)", 1, True, []), "async2": ("mtrl (2 Ray runners, async)", 2, True, []),
+    # RLlib's adaptive KL penalty on top of the clip (its default: coefficient 0.2, target 0.01)
+    "async1-kl": ("mtrl (1 Ray runner, async, KL penalty)", 1, True, ["ppo.kl_coeff=0.2", "ppo.kl_target=0.01"]),
+}
 
 
-def run_mtrl(seed: int, steps: int, runners: int, out: Path, episodes: int, async_rollouts: bool = False) -> dict:
+def run_mtrl(seed: int, steps: int, runners: int, out: Path, episodes: int, async_rollouts: bool = False,
+             overrides: list[str] | None = None) -> dict:
     import torch
 
     from mtrl import checkpoint
     from mtrl.runs import load_run
 
-    run_dir = out / "runs" / f"mtrl_r{runners}{'a' if async_rollouts else ''}_s{seed}"
+    run_dir = out / "runs" / f"mtrl_r{runners}{'a' if async_rollouts else ''}{'_kl' if overrides else ''}_s{seed}"
     if run_dir.exists():
         import shutil
 
         shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "mtrl.cli", "train", "envs/minigrid-mt5.yaml", "agents/mtppo.yaml",
            f"envs_per_task={ENVS_PER_TASK}", f"total_steps={steps}", f"seed={seed}", f"runners={runners}",
-           f"run_dir={run_dir}", "checkpoint_every=0", "log_every=10", f"ppo.async_rollouts={async_rollouts}"]
+           f"run_dir={run_dir}", "checkpoint_every=0", "log_every=10", f"ppo.async_rollouts={async_rollouts}",
+           *(overrides or [])]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     state = checkpoint.load(checkpoint.latest(run_dir))
     policy = load_run(run_dir).agent.policy
@@ -243,13 +250,14 @@ def main() -> None:
     if not args.plot_only:
         for seed in args.seeds:
             jobs = [(*MTRL_MODES[m], "mtrl") for m in args.mtrl if "mtrl" in args.libs]
-            jobs += [({"sb3": "Stable-Baselines3", "rllib": "RLlib"}[lib], 0, False, lib) for lib in ("sb3", "rllib")
+            jobs += [({"sb3": "Stable-Baselines3", "rllib": "RLlib"}[lib], 0, False, [], lib) for lib in ("sb3", "rllib")
                      if lib in args.libs]
-            for label, runners, async_rollouts, lib in jobs:
+            for label, runners, async_rollouts, overrides, lib in jobs:
                 if any(r["lib"] == label and r["seed"] == seed and r["budget"] == args.steps for r in load(results)):
                     continue
                 print(f"== {label} seed {seed}", flush=True)
-                res = (run_mtrl(seed, args.steps, runners, out, args.eval_episodes, async_rollouts) if lib == "mtrl"
+                res = (run_mtrl(seed, args.steps, runners, out, args.eval_episodes, async_rollouts, overrides)
+                       if lib == "mtrl"
                        else run_in_subprocess(lib, seed, args))
                 row = {"lib": label, "seed": seed, "budget": args.steps, **res}
                 print(json.dumps(row), flush=True)
