@@ -79,6 +79,7 @@ MTRL_MODES: dict[str, tuple[str, int, bool, list[str]]] = {
     "async1": ("mtrl (1 Ray runner, async)", 1, True, []), "async2": ("mtrl (2 Ray runners, async)", 2, True, []),
     # RLlib's adaptive KL penalty on top of the clip (its default: coefficient 0.2, target 0.01)
     "async1-kl": ("mtrl (1 Ray runner, async, KL penalty)", 1, True, ["ppo.kl_coeff=0.2", "ppo.kl_target=0.01"]),
+    "in-process-kl": ("mtrl (in-process, KL penalty)", 0, False, ["ppo.kl_coeff=0.2", "ppo.kl_target=0.01"]),
 }
 
 
@@ -89,7 +90,8 @@ def run_mtrl(seed: int, steps: int, runners: int, out: Path, episodes: int, asyn
     from mtrl import checkpoint
     from mtrl.runs import load_run
 
-    run_dir = out / "runs" / f"mtrl_r{runners}{'a' if async_rollouts else ''}{'_kl' if overrides else ''}_s{seed}"
+    tag = "_" + "_".join(o.replace("=", "").replace(".", "") for o in overrides) if overrides else ""
+    run_dir = out / "runs" / f"mtrl_r{runners}{'a' if async_rollouts else ''}{tag}_s{seed}"
     if run_dir.exists():
         import shutil
 

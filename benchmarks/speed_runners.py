@@ -39,7 +39,7 @@ def raw_rate(name: str, seconds: float, fast_obs: bool = True) -> float:
         envs = [gym.make(t.env_id) for t in get("minigrid/MT5").train for _ in range(SETS[name][1])]
         for i, e in enumerate(envs):
             if fast_obs:
-                install(e)
+                assert install(e), f"mtrl's observation code does not apply to {e.spec.id}"
             e.reset(seed=i)
             e.action_space.seed(i)
         rng = np.random.default_rng(0)

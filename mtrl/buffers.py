@@ -8,11 +8,22 @@ A task-balanced batch comes back laid out ``[T * per_task]`` task-major, i.e. re
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
+from mtrl.errors import MtrlError
+
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
+
+
+def _physical_memory() -> int:
+    """This machine's RAM in bytes (0 where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 class PerTaskReplay:
@@ -27,6 +38,15 @@ class PerTaskReplay:
 
     def __init__(self, num_tasks: int, capacity: int, obs_dim: int, action_dim: int):
         self.num_tasks, self.capacity = num_tasks, capacity
+        # The arrays are allocated lazily (np.zeros: pages are committed as data arrives), so a
+        # large capacity costs memory only as it fills; one that could never fit is refused now,
+        # not hours later when the run is killed for memory.
+        need = num_tasks * capacity * (2 * obs_dim + action_dim + 2) * 4
+        have = _physical_memory()
+        if have and need > have:
+            raise MtrlError(f"the replay buffer would need {need / 2**30:.1f} GiB when full ({num_tasks} tasks x "
+                            f"{capacity:,} transitions x {2 * obs_dim + action_dim + 2} float32), more than this "
+                            f"machine's {have / 2**30:.1f} GiB; lower sac.buffer_per_task")
         self.obs = np.zeros((num_tasks, capacity, obs_dim), np.float32)
         self.next_obs = np.zeros((num_tasks, capacity, obs_dim), np.float32)
         self.actions = np.zeros((num_tasks, capacity, action_dim), np.float32)
@@ -72,17 +92,22 @@ class PerTaskReplay:
         return int(self.size.sum())
 
     def save(self, path: Path) -> None:
-        """Write the filled part of the buffer to ``path`` (.npz) atomically."""
+        """Write the filled part of the buffer to ``path`` (.npz) atomically (each task's ring fills
+        from index 0, so the first ``max(size)`` slots hold every stored transition)."""
         tmp = Path(str(path) + ".tmp.npz")
+        m = int(self.size.max())
         np.savez(tmp, pos=self.pos, size=self.size, capacity=self.capacity,
-                 **{f: getattr(self, f) for f in FIELDS})
+                 **{f: getattr(self, f)[:, :m] for f in FIELDS})
         tmp.replace(path)
 
     def load(self, path: Path) -> None:
         with np.load(path) as data:
-            if int(data["capacity"]) != self.capacity or data["obs"].shape != self.obs.shape:
-                raise ValueError(f"replay buffer {path} has shape {data['obs'].shape}, expected {self.obs.shape}")
+            shape = data["obs"].shape  # (T, filled, obs_dim); files before the filled-part save: (T, capacity, .)
+            if (int(data["capacity"]) != self.capacity or shape[0] != self.num_tasks or shape[2:] != self.obs.shape[2:]
+                    or shape[1] > self.capacity):
+                raise ValueError(f"replay buffer {path} holds {shape} of capacity {int(data['capacity'])}, expected "
+                                 f"{self.obs.shape}")
             for f in FIELDS:
-                getattr(self, f)[...] = data[f]
+                getattr(self, f)[:, :shape[1]] = data[f]
             self.pos[...] = data["pos"]
             self.size[...] = data["size"]

@@ -211,6 +211,9 @@ def validate(cfg: DictConfig) -> None:
         raise MtrlError(f"max_episode_steps must be positive, got {cfg.max_episode_steps}")
     if cfg.ppo.lr <= 0 or not 0 < cfg.ppo.gamma <= 1:
         raise MtrlError(f"ppo.lr must be > 0 and ppo.gamma in (0, 1], got lr={cfg.ppo.lr} gamma={cfg.ppo.gamma}")
+    if not (cfg.ppo.kl_coeff >= 0 and cfg.ppo.kl_target > 0):  # also refuses NaN
+        raise MtrlError(f"ppo.kl_coeff must be >= 0 (0: no KL penalty) and ppo.kl_target > 0, got "
+                        f"kl_coeff={cfg.ppo.kl_coeff} kl_target={cfg.ppo.kl_target}")
     if cfg.algo == "mtppo" and cfg.ppo.async_rollouts and cfg.runners == 0:
         raise MtrlError("ppo.async_rollouts samples the next rollout on Ray runners while the learner updates: it "
                         "needs runners >= 1 (in-process sampling cannot run beside the update)")

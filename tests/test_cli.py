@@ -98,6 +98,7 @@ def test_train_with_two_ray_runners(tmp_path):
     (["curriculum=plr", "curriculum_args={beta: 0}"], "curriculum_args.beta must be in (0.0"),
     (["curriculum_args=[1, 2]"], "bad value in command-line overrides"),
     (["ppo.heads=ensemble", "diagnostics_every=5"], "heads=ensemble shares no parameters"),
+    (["ppo.kl_coeff=-0.2"], "ppo.kl_coeff must be >= 0 (0: no KL penalty) and ppo.kl_target > 0"),
     (["curriculum=camrl"], "needs per-task parameters: set ppo.heads=ensemble or multi"),
 ])
 def test_bad_input_one_line_error(tmp_path, args, needle):

@@ -1,6 +1,7 @@
 """MT-PPO maths (GAE, per-task losses) and learning on a trivial task."""
 
 import numpy as np
+import pytest
 import torch
 
 from mtrl.agents import MTPPO, PPOConfig
@@ -94,17 +95,20 @@ def test_fast_act_log_probs_match_distributions():
             torch.testing.assert_close(v, net.value(obs, tids))
 
 
-def test_surgery_path_with_mean_matches_plain_update_and_stats():
+@pytest.mark.parametrize("kl_coeff", [0.0, 5.0])
+def test_surgery_path_with_mean_matches_plain_update_and_stats(kl_coeff):
     """The vmapped per-task path (forced by diagnostics) with ``mean`` gives the plain update and
-    the same logged statistics, from one pass (uneven task counts: padding and masks)."""
+    the same logged statistics, from one pass (uneven task counts: padding and masks), with and
+    without the KL penalty."""
     kw = dict(taskset="custom", tasks=["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-6x6-v0"], envs_per_task=3, seed=0)
     probe = make(**kw)
-    cfg = PPOConfig(num_steps=16, epochs=2, minibatches=3)
+    cfg = PPOConfig(num_steps=16, epochs=2, minibatches=3, lr=3e-3, kl_coeff=kl_coeff)
     agents = [MTPPO(cfg, probe.obs_dim, 2, probe.single_action_space, seed=0, diagnostics_every=d) for d in (0, 1)]
     runner = Runner({**kw, "slots": list(range(6))}, {**agents[0].policy_spec}, 0)
     ro = runner.sample(16, agents[0].policy_state())
     plain, vmapped = (a.update(ro) for a in agents)
     assert "_diagnostics" in vmapped and "_diagnostics" not in plain
+    assert plain["ppo/kl_coeff"] == vmapped["ppo/kl_coeff"]
     for k in ("loss/task", "loss/policy", "loss/value", "loss/entropy", "ppo/approx_kl", "ppo/clip_frac"):
         np.testing.assert_allclose(plain[k], vmapped[k], rtol=1e-4, atol=1e-6, err_msg=k)
     for p, q in zip(agents[0].net.parameters(), agents[1].net.parameters()):
@@ -189,6 +193,12 @@ def test_kl_penalty_adapts_its_weight_and_resumes():
     clone = agent(kl_coeff=0.2)
     clone.load_state_dict(big.state_dict())
     assert clone.kl_coeff == big.kl_coeff == 0.2 * 1.5
+    off = agent(kl_coeff=0.0)  # resumed with the penalty turned off
+    off.load_state_dict(big.state_dict())
+    assert off.kl_coeff == 0.0
+    on = agent(kl_coeff=0.4)  # resumed from a run without it: turned on at the configured weight
+    on.load_state_dict(plain.state_dict())
+    assert on.kl_coeff == 0.4
 
 
 def test_kl_penalty_pulls_the_update_toward_the_old_policy():
@@ -208,7 +218,7 @@ def test_kl_penalty_pulls_the_update_toward_the_old_policy():
 
     def kl(agent):
         after = torch.log_softmax(agent.net.dist(obs, tids).logits, -1)
-        return float((before.exp() * (before - after)).sum(-1).mean())
+        return float((before.exp() * (before - after)).sum(-1).mean().detach())
 
     assert kl(pen) < 0.5 * kl(plain), (kl(pen), kl(plain))
 

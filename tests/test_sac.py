@@ -54,6 +54,17 @@ def test_buffer_save_load_roundtrip(tmp_path):
     other.load(tmp_path / "b.npz")
     for f in ("obs", "actions", "rewards", "next_obs", "terminated", "pos", "size"):
         np.testing.assert_array_equal(getattr(buf, f), getattr(other, f))
+    with np.load(tmp_path / "b.npz") as data:  # only the filled part is written (2 of 4 slots)
+        assert data["obs"].shape == (2, 2, 3)
+
+
+def test_buffer_that_could_never_fit_in_memory_is_refused():
+    import pytest
+
+    from mtrl.errors import MtrlError
+
+    with pytest.raises(MtrlError, match="lower sac.buffer_per_task"):
+        PerTaskReplay(50, 10**9, 89, 4)  # ~2,700 TiB when full
 
 
 def test_alpha_gradient_is_each_tasks_own_entropy_only():

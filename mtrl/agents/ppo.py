@@ -14,10 +14,13 @@ they are normalised over the minibatch (``adv_norm: batch``), within each task
 Optional adaptive KL penalty (Schulman et al. 2017, section 4, as RLlib's PPO applies it on top
 of the clip): with ``kl_coeff: beta_0 > 0`` each sample's loss gains ``beta * k3_i``, where
 ``k3_i = (r_i - 1) - log r_i`` (Schulman's unbiased, non-negative estimator of
-KL(pi_old || pi) from the sampled action), and after every update ``beta`` is multiplied by 1.5
-where the update's mean KL exceeded ``2 * kl_target`` and by 0.5 where it fell below
-``kl_target / 2`` (RLlib's rule; the paper uses 2 and 1/2 at 1.5 x target). ``kl_coeff: 0``
-(default) is plain clipped PPO.
+KL(pi_old || pi) from the sampled action; RLlib uses the analytic KL of the two distributions,
+which needs the old distribution's parameters that mtrl's rollouts do not keep), and after every
+update ``beta`` is multiplied by 1.5 where the KL measured on the update's last minibatch
+exceeded ``2 * kl_target`` and by 0.5 where it fell below ``kl_target / 2`` (RLlib's rule and
+statistic; the paper uses 2 and 1/2 at 1.5 x target). ``kl_coeff: 0`` (default) is plain clipped
+PPO. On resume the checkpointed ``beta`` continues unless the run's ``ppo.kl_coeff`` is 0 (the
+penalty is turned off) or the checkpoint's is (it is turned on at the configured value).
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig, kl_coeff: 
     vl = 0.5 * (v - ret) ** 2
     loss = pg + cfg.vf_coef * vl - cfg.ent_coef * ent
     if kl_coeff > 0.0:
-        loss = loss + kl_coeff * ((ratio - 1) - (logp - old_logp).clamp(-20.0, 20.0))
+        # the log term unclamped: beyond the ratio's clamp it still pulls toward pi_old with -grad log pi
+        loss = loss + kl_coeff * ((ratio - 1) - (logp - old_logp))
     return loss, pg, vl, ratio
 
 
@@ -208,7 +212,8 @@ class MTPPO:
         optim.load_state(self.opt, state["opt"])
         self.gen.set_state(state["gen"])
         self.updates, self.nan_skips = state["updates"], state["nan_skips"]
-        self.kl_coeff = float(state.get("kl_coeff", self.cfg.kl_coeff))  # absent before the KL penalty existed
+        saved = float(state.get("kl_coeff", 0.0))  # absent before the KL penalty existed
+        self.kl_coeff = saved if saved > 0.0 and self.cfg.kl_coeff > 0.0 else float(self.cfg.kl_coeff)
         if "surgery" in state:  # absent in checkpoints written before gradient surgery existed
             self.surgery.load_state_dict(state["surgery"])
 
@@ -243,6 +248,7 @@ class MTPPO:
         sums: dict[str, torch.Tensor] = {}
         extras: dict[str, Any] = {}
         n_mb = 0
+        last_kl = math.nan
         for _ in range(cfg.epochs):
             perm = torch.randperm(B, generator=self.gen)
             for start in range(0, B - mb + 1, mb):
@@ -295,15 +301,15 @@ class MTPPO:
                          "ppo/clip_frac": part_sums["clip_frac"].sum() / counts.sum()}
                 for k, val in stats.items():
                     sums[k] = sums.get(k, 0) + val
+                last_kl = float(stats["ppo/approx_kl"])  # the adaptive penalty's statistic (as RLlib's)
                 n_mb += 1
                 extras.update(surgery_out)
         self.updates += 1
         out: dict[str, Any] = {k: (v / max(n_mb, 1)).numpy() for k, v in sums.items()}
-        if self.kl_coeff > 0.0 and "ppo/approx_kl" in out:  # the adaptive penalty's weight, for the next update
-            kl = float(out["ppo/approx_kl"])
-            if kl > 2.0 * cfg.kl_target:
+        if self.kl_coeff > 0.0 and math.isfinite(last_kl):  # the adaptive penalty's weight, for the next update
+            if last_kl > 2.0 * cfg.kl_target:
                 self.kl_coeff *= 1.5
-            elif kl < 0.5 * cfg.kl_target:
+            elif last_kl < 0.5 * cfg.kl_target:
                 self.kl_coeff *= 0.5
         out["ppo/kl_coeff"] = self.kl_coeff
         out.update(extras)  # surgery stats and diagnostics of the last minibatch
