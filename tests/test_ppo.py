@@ -224,8 +224,6 @@ def test_kl_penalty_pulls_the_update_toward_the_old_policy():
 
 
 def test_kl_penalty_settings_are_checked():
-    import pytest
-
     probe = make(taskset="custom", tasks=["MiniGrid-Empty-5x5-v0"], envs_per_task=1, seed=0)
     for bad in (dict(kl_coeff=-0.1), dict(kl_target=0.0), dict(kl_coeff=float("nan"))):
         with pytest.raises(ValueError, match="kl_coeff"):

@@ -301,7 +301,8 @@ class MTPPO:
                          "ppo/clip_frac": part_sums["clip_frac"].sum() / counts.sum()}
                 for k, val in stats.items():
                     sums[k] = sums.get(k, 0) + val
-                last_kl = float(stats["ppo/approx_kl"])  # the adaptive penalty's statistic (as RLlib's)
+                if self.kl_coeff > 0.0:  # the adaptive penalty's statistic: the last minibatch's KL (as RLlib's)
+                    last_kl = float(stats["ppo/approx_kl"])
                 n_mb += 1
                 extras.update(surgery_out)
         self.updates += 1
