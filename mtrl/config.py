@@ -52,6 +52,9 @@ class TrainConfig:
     runner_cpus: float = 1.0
     learners: int = 1  # N > 1: N data-parallel MT-SAC learners on Ray, each on 1/N of every batch (mtrl.learners)
     learner_cpus: float = 1.0  # CPUs (and torch threads) of each data-parallel learner
+    # Where the learner runs (mtrl.agents.device): auto (a GPU when one is visible and the run can use
+    # it: MT-SAC with one learner), cpu, cuda or cuda:N. Runners and evaluation always act on CPUs.
+    device: str = "auto"
     # Per-task reward scale (mtrl.agents.reward_norm): none | running_std | max_return
     reward_norm: str = "none"
     obs: str = "flat"  # flat | image: MT-PPO on MiniGrid sees the 7x7 view as an image through a CNN
@@ -207,6 +210,7 @@ def validate(cfg: DictConfig) -> None:
         if cfg.sac.batch_size is None and cfg.sac.batch_per_task % cfg.learners:  # (a batch_size: checked at build)
             raise MtrlError(f"learners={cfg.learners} must divide sac.batch_per_task={cfg.sac.batch_per_task} (each "
                             "learner takes an equal share of every task's transitions)")
+    _check_device(cfg)
     if cfg.max_episode_steps is not None and cfg.max_episode_steps <= 0:
         raise MtrlError(f"max_episode_steps must be positive, got {cfg.max_episode_steps}")
     if cfg.ppo.lr <= 0 or not 0 < cfg.ppo.gamma <= 1:
@@ -291,6 +295,22 @@ def validate(cfg: DictConfig) -> None:
         _validate_sac(cfg, len(tasks))
     if cfg.algo in ("mtsac", "mtppo", "bc"):
         _validate_arch(cfg, "sac" if cfg.algo == "mtsac" else "ppo", [t.name for t in tasks])
+
+
+def _check_device(cfg: DictConfig) -> None:
+    """``device`` names a known place, and ``cuda`` is asked only of a run that can use it. Whether
+    a GPU is visible is checked where the learner is built (``mtrl eval`` of a GPU run on a
+    machine without one loads it onto the CPU)."""
+    from mtrl.agents import device
+
+    name = str(cfg.device)
+    if name not in device.DEVICES and not name.startswith("cuda:"):
+        raise MtrlError(f"unknown device {name!r}; {did_you_mean(name, device.DEVICES)}valid choices: "
+                        f"{choices(device.DEVICES)} or cuda:N")
+    why_not = device.supported(cfg.algo, cfg.learners, cfg.imitation or (cfg.algo if cfg.demos else None),
+                               cfg.curriculum)
+    if name.startswith("cuda") and why_not is not None:
+        raise MtrlError(f"device={name} is not built for {why_not}; use device=cpu or auto")
 
 
 def _validate_arch(cfg: DictConfig, section: str, task_names: list[str]) -> None:

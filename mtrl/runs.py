@@ -11,13 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from mtrl import checkpoint as ckpt_mod
 from mtrl import config as config_mod
 from mtrl.errors import MtrlError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
@@ -36,10 +39,13 @@ def default_run_dir(cfg: DictConfig) -> Path:
     return Path("runs") / f"{name}_{cfg.algo}_s{cfg.seed}_{stamp}"
 
 
-def build_agent(cfg: DictConfig, env, learners: int = 1, address: str | None = None) -> Any:
+def build_agent(cfg: DictConfig, env, learners: int = 1, address: str | None = None,
+                device: str | None = None) -> Any:
     """The learner named by ``cfg.algo`` with its config section (``cfg.ppo``, ``cfg.sac``);
-    ``learners > 1``: that many data-parallel learners on Ray (:mod:`mtrl.learners`)."""
+    ``learners > 1``: that many data-parallel learners on Ray (:mod:`mtrl.learners`). The
+    learner runs on ``device`` (default: ``cfg.device``, resolved by :mod:`mtrl.agents.device`)."""
     from mtrl.agents import ALGORITHMS
+    from mtrl.agents import device as device_mod
 
     cls, section = ALGORITHMS[cfg.algo]
     try:
@@ -55,12 +61,28 @@ def build_agent(cfg: DictConfig, env, learners: int = 1, address: str | None = N
                 section_cfg.arch_args = {**section_cfg.arch_args, "descriptions": descriptions(env.task_names)}
         kwargs = dict(seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
                       diagnostics_every=cfg.diagnostics_every)
+        dev = check_learner_device(cfg, learners) if device is None else device_mod.resolve(device)
+        if dev.type != "cpu":  # (only learners that support a GPU take the argument)
+            kwargs["device"] = dev
         if learners > 1:
             from mtrl.learners import LearnerGroup
 
             return LearnerGroup(cls, section_cfg, env.obs_dim, env.num_tasks, env.single_action_space, learners,
                                 address=address, learner_cpus=cfg.learner_cpus, **kwargs)
         return cls(section_cfg, env.obs_dim, env.num_tasks, env.single_action_space, **kwargs)
+    except ValueError as exc:
+        raise MtrlError(str(exc)) from None
+
+
+def check_learner_device(cfg: DictConfig, learners: int | None = None) -> torch.device:
+    """The device the run's learner will use (:mod:`mtrl.agents.device`), or a one-line
+    :class:`MtrlError` (``device=cuda`` where torch sees no GPU, or for a run that cannot use one)."""
+    from mtrl.agents import device as device_mod
+
+    why_not = device_mod.supported(cfg.algo, cfg.learners if learners is None else learners,
+                                   cfg.imitation or (cfg.algo if cfg.demos else None), cfg.curriculum)
+    try:
+        return device_mod.resolve(cfg.get("device", "cpu"), why_not)
     except ValueError as exc:
         raise MtrlError(str(exc)) from None
 
@@ -102,6 +124,6 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, trusted:
     else:
         path, state = ckpt_mod.latest_intact(run_dir, trusted)
     probe = make(**env_kwargs(cfg))
-    agent = build_agent(cfg, probe)
+    agent = build_agent(cfg, probe, device="cpu")  # evaluation and recording act on the CPU
     agent.load_state_dict(state["agent"])
     return LoadedRun(run_dir, cfg, path, int(state["step"]), agent, probe)

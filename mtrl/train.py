@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from mtrl import checkpoint, curriculum
 from mtrl import config as config_mod
 from mtrl.agents.archs import count_params
+from mtrl.agents.device import cpu_policy, learner_device
 from mtrl.buffers import PerTaskReplay
 from mtrl.envs import make
 from mtrl.errors import MtrlError
@@ -35,7 +36,7 @@ from mtrl.evaluate import evaluate
 from mtrl.logging import EpisodeStats, Logger
 from mtrl.rewards import RewardModel
 from mtrl.runners import RunnerPool
-from mtrl.runs import build_agent, default_run_dir, env_kwargs
+from mtrl.runs import build_agent, check_learner_device, default_run_dir, env_kwargs
 
 __all__ = ["Trainer", "build_agent", "env_kwargs", "train"]
 
@@ -99,7 +100,8 @@ class Trainer:
         arch = cfg.sac.arch if cfg.algo == "mtsac" else cfg.ppo.arch
         print(f"networks ({arch}): " + ", ".join(f"{name} {n:,} parameters ({k:,} per-task)"
                                                  for name, (n, k) in self.param_counts.items())
-              + (f"; update precision {self.agent.precision}" if hasattr(self.agent, "precision") else ""), flush=True)
+              + (f"; update precision {self.agent.precision}" if hasattr(self.agent, "precision") else "")
+              + f"; learner on {learner_device(self.agent)}", flush=True)
         self.pool = RunnerPool(env_kwargs(cfg), self.total_slots, self.agent.policy_spec, cfg.runners, cfg.seed,
                                cfg.runner_cpus, address, cfg.runner_max_restarts, cfg.runner_restart_window)
         self.eval_env = None
@@ -269,7 +271,7 @@ class Trainer:
             kw = {**env_kwargs(self.cfg), "envs_per_task": 1, "seed": self.cfg.seed + 10_000}
             self.eval_env = make(**kw)
         t0 = time.time()
-        res = evaluate(self.agent.policy, self.eval_env, self.cfg.eval_episodes)
+        res = evaluate(cpu_policy(self.agent), self.eval_env, self.cfg.eval_episodes)
         logger.scalars(self.step, {"eval/success": res["success"], "eval/return": res["return"],
                                    "perf/eval_s": time.time() - t0})
         print(f"eval at step {self.step:,}: mean success {res['mean_success']:.2f} "
@@ -380,6 +382,7 @@ def train(cfg: DictConfig, resume: Path | None = None, address: str | None = Non
     run_dir = Path(resume) if resume else Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     if from_checkpoint is not None and not resume:
         raise MtrlError("--checkpoint goes with --resume RUN_DIR")
+    check_learner_device(cfg)  # device=cuda without a GPU: one line, before anything is written
     if from_checkpoint is not None:
         if not Path(from_checkpoint).is_file():
             raise MtrlError(f"checkpoint {from_checkpoint} does not exist; see {run_dir / 'checkpoints'}")

@@ -100,6 +100,8 @@ def test_train_with_two_ray_runners(tmp_path):
     (["ppo.heads=ensemble", "diagnostics_every=5"], "heads=ensemble shares no parameters"),
     (["ppo.kl_coeff=-0.2"], "ppo.kl_coeff must be >= 0 (0: no KL penalty) and ppo.kl_target > 0"),
     (["curriculum=camrl"], "needs per-task parameters: set ppo.heads=ensemble or multi"),
+    (["device=gpu"], "unknown device 'gpu'; did you mean 'cpu'? valid choices: 'auto', 'cpu', 'cuda' or cuda:N"),
+    (["device=cuda"], "device=cuda is not built for algo=mtppo (its learner runs on the CPU"),
 ])
 def test_bad_input_one_line_error(tmp_path, args, needle):
     r = mtrl("train", "envs/minigrid-mt3.yaml", "agents/mtppo.yaml", *args, f"run_dir={tmp_path / 'x'}")
@@ -107,6 +109,15 @@ def test_bad_input_one_line_error(tmp_path, args, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert not (tmp_path / "x").exists(), "nothing is written for a bad config"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error without a GPU")
+def test_cuda_learner_without_a_gpu_is_one_line_and_writes_nothing(tmp_path):
+    r = mtrl("train", "envs/reach4.yaml", "agents/mtsac.yaml", "device=cuda", f"run_dir={tmp_path / 'x'}")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "device=cuda but torch sees no GPU" in lines[0], r.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_malformed_yaml_and_missing_preset(tmp_path):

@@ -10,8 +10,8 @@ def per_task_mean(x: torch.Tensor, task_ids: torch.Tensor, num_tasks: int) -> tu
 
     Returns ``(losses [T], present [T] bool)``; a task with no row has loss 0 and ``present=False``.
     """
-    sums = torch.zeros(num_tasks, dtype=x.dtype).index_add_(0, task_ids, x)
-    counts = torch.zeros(num_tasks, dtype=x.dtype).index_add_(0, task_ids, torch.ones_like(x))
+    sums = torch.zeros(num_tasks, dtype=x.dtype, device=x.device).index_add_(0, task_ids, x)
+    counts = torch.zeros(num_tasks, dtype=x.dtype, device=x.device).index_add_(0, task_ids, torch.ones_like(x))
     present = counts > 0
     return sums / counts.clamp_min(1.0), present
 

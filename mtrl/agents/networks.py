@@ -55,7 +55,7 @@ class TaskLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         T, n = self.weight.shape[0], x.shape[0]
-        if n % T == 0 and torch.equal(task_ids, torch.arange(T).repeat_interleave(n // T)):
+        if n % T == 0 and torch.equal(task_ids, torch.arange(T, device=task_ids.device).repeat_interleave(n // T)):
             y = torch.baddbmm(self.bias[:, None, :], x.view(T, n // T, -1), self.weight)
             return y.reshape(n, -1)
         order = torch.argsort(task_ids, stable=True)
@@ -106,7 +106,7 @@ class TaskHeads(nn.Module):
         if self.num_heads == 1:
             return y
         y = y.view(x.shape[0], self.num_heads, self.out_dim)
-        return y[torch.arange(x.shape[0]), task_ids]
+        return y[torch.arange(x.shape[0], device=x.device), task_ids]
 
     def head_params(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight ``[in, out]`` and bias of one task's head (views)."""

@@ -52,10 +52,13 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     return any(f in flags for f in BF16_CPU_FLAGS)
 
 
-def resolve(precision: str) -> str:
-    """``auto`` -> ``bf16`` on a CPU with bfloat16 instructions, else ``fp32``; others unchanged."""
+def resolve(precision: str, device_type: str = "cpu") -> str:
+    """``auto`` -> ``bf16`` on a CPU with bfloat16 instructions or a GPU that supports bfloat16
+    (Ampere and later), else ``fp32``; others unchanged."""
     if check(precision) != "auto":
         return precision
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_bf16() else "fp32"
 
 

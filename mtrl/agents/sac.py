@@ -29,6 +29,11 @@ works unchanged):
 - ``precision: bf16``: the update's matrix products in bfloat16 under autocast, weights, output
   layers and losses in float32 (:mod:`mtrl.agents.precision`; 0.51-0.73x the update time on a
   CPU with AVX-512 BF16). Runners act in float32.
+
+``device``: where the networks, optimiser state and update live (:mod:`mtrl.agents.device`);
+batches come from the host-memory replay buffer and are copied per update, the policy noise is
+drawn from the learner's CPU generator (so a GPU run draws the same noise as a CPU one), and
+:meth:`MTSAC.policy_state` hands runners CPU tensors.
 """
 
 from __future__ import annotations
@@ -128,7 +133,8 @@ class MTSAC:
     on_policy = False
 
     def __init__(self, cfg: SACConfig, obs_dim: int, num_tasks: int, action_space: gym.Space, seed: int = 0,
-                 surgery: str = "mean", surgery_args: dict | None = None, diagnostics_every: int = 0):
+                 surgery: str = "mean", surgery_args: dict | None = None, diagnostics_every: int = 0,
+                 device: str | torch.device = "cpu"):
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError(f"MT-SAC needs continuous (Box) actions, got {action_space}; use mtppo")
         if not (np.all(action_space.low == -1) and np.all(action_space.high == 1)):
@@ -155,7 +161,8 @@ class MTSAC:
             raise ValueError(f"sac.task_embedding and sac.weight_decay must be >= 0, got {cfg.task_embedding}, "
                              f"{cfg.weight_decay}")
         self.categorical = cfg.critic_loss == "categorical"
-        self.precision = precision.resolve(cfg.precision)  # auto -> bf16 or fp32 for this CPU
+        self.device = torch.device(device)
+        self.precision = precision.resolve(cfg.precision, self.device.type)  # auto -> bf16 or fp32 here
         self.policy_spec: dict[str, Any] = dict(kind="sac", obs_dim=obs_dim, num_tasks=T, act_dim=A,
                                                 hidden=list(cfg.hidden), heads=cfg.heads,
                                                 task_embedding=cfg.task_embedding)
@@ -171,7 +178,9 @@ class MTSAC:
         self.critic_target = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads, **critic_args)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        self.log_alpha = torch.nn.Parameter(torch.full((T,), math.log(cfg.init_alpha)))
+        for net in (self.actor, self.critic, self.critic_target):
+            net.to(self.device)
+        self.log_alpha = torch.nn.Parameter(torch.full((T,), math.log(cfg.init_alpha), device=self.device))
         # AdamW (decoupled weight decay, Loshchilov & Hutter 2019) when asked; the same state layout as Adam
         self.actor_opt = optim.adam(self.actor.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         self.critic_opt = optim.adam(self.critic.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
@@ -223,7 +232,7 @@ class MTSAC:
         return {"actor": self.actor, "critic": self.critic}
 
     def policy_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.actor.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.actor.state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
@@ -267,22 +276,22 @@ class MTSAC:
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """One gradient step of critic (and actor/temperatures, every ``actor_update_freq``), in
         the configured ``precision``."""
-        with precision.autocast(self.precision):
+        with precision.autocast(self.precision, self.device.type):
             return self._update(batch)
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        """A batch array on the learner's device (no copy on the CPU)."""
+        return torch.as_tensor(x).to(self.device, non_blocking=True)
 
     def _update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         cfg = self.cfg
-        obs = torch.as_tensor(batch["obs"])
-        act = torch.as_tensor(batch["actions"])
-        rew = torch.as_tensor(batch["rewards"])
-        nobs = torch.as_tensor(batch["next_obs"])
-        done = torch.as_tensor(batch["terminated"])
-        tids = torch.as_tensor(batch["task_ids"])
+        obs, act, rew, nobs, done, tids = (self._tensor(batch[k]) for k in
+                                           ("obs", "actions", "rewards", "next_obs", "terminated", "task_ids"))
         alpha = self.log_alpha.detach().exp()
         out: dict[str, Any] = {}
         # The policy noise may come with the batch (data-parallel learners: drawn once for the whole
         # batch, so that N learners on its shares match one learner on all of it).
-        noise = {k: torch.as_tensor(batch[k]) for k in ("eps_next", "eps") if k in batch}
+        noise = {k: self._tensor(batch[k]) for k in ("eps_next", "eps") if k in batch}
         with torch.no_grad():
             na, nlogp = self.actor(nobs, tids, self.gen, eps=noise.get("eps_next"))
             q_next = _combine(self.critic_target(nobs, na, tids), cfg.target) - alpha[tids] * nlogp
@@ -296,7 +305,7 @@ class MTSAC:
             with torch.no_grad():
                 tp, p = list(self.critic_target.parameters()), list(self.critic.parameters())
                 torch._foreach_lerp_(tp, p, cfg.tau)  # theta' <- (1 - tau) theta' + tau theta
-        out["sac/alpha"] = self.log_alpha.detach().exp().numpy()
+        out["sac/alpha"] = self.log_alpha.detach().exp().cpu().numpy()
         out["sac/nan_skips"] = self.nan_skips
         return out
 
@@ -340,15 +349,15 @@ class MTSAC:
             self._skip("critic")
             return False
         self.critic_opt.step()
-        out["loss/critic"] = critic_task.detach().numpy()
-        out["sac/q"] = q_task.detach().numpy()
+        out["loss/critic"] = critic_task.detach().cpu().numpy()
+        out["sac/q"] = q_task.detach().cpu().numpy()
         return True
 
     def _actor_step(self, obs, tids, alpha, out: dict[str, Any], eps: torch.Tensor | None = None) -> None:
         """Actor update (plain or surgery) and the temperatures' update (always per task)."""
         T, n = self.num_tasks, self.per_task
         if eps is None:
-            eps = torch.randn((obs.shape[0], self.act_dim), generator=self.gen)
+            eps = torch.randn((obs.shape[0], self.act_dim), generator=self.gen).to(self.device)
         self.actor_opt.zero_grad(set_to_none=True)
         surgery = self.actor_surgery.active()
         if surgery:
@@ -389,9 +398,9 @@ class MTSAC:
         alpha_loss.backward()
         self._sync_grads([self.log_alpha])
         self.alpha_opt.step()
-        out["loss/actor"] = global_actor.numpy()
-        out["loss/alpha"] = global_alpha.numpy()
-        out["sac/entropy"] = self._mean(per_task_mean(-logp.detach(), tids, T)[0])[0].numpy()
+        out["loss/actor"] = global_actor.cpu().numpy()
+        out["loss/alpha"] = global_alpha.cpu().numpy()
+        out["sac/entropy"] = self._mean(per_task_mean(-logp.detach(), tids, T)[0])[0].cpu().numpy()
 
 
 def _prefixed(loss: str, stats: dict[str, Any]) -> dict[str, Any]:

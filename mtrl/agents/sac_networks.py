@@ -228,7 +228,8 @@ class TanhGaussianActor(nn.Module):
         mu, log_std = fp32(self.head, feats, task_ids).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         if eps is None:
-            eps = torch.zeros_like(mu) if deterministic else torch.randn(mu.shape, generator=generator)
+            # drawn on the CPU (the learners' generators are CPU ones), so a GPU run draws the same noise
+            eps = torch.zeros_like(mu) if deterministic else torch.randn(mu.shape, generator=generator).to(mu.device)
         u = mu + log_std.exp() * eps
         a = torch.tanh(u)
         logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

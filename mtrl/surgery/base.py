@@ -44,11 +44,14 @@ def block_gramian(blocks: list[torch.Tensor], dtype: torch.dtype | None = None) 
     columns of bad rows are zeroed, which leaves the Gramian of the sanitized matrix (for good
     rows ``|M_ij| <= sqrt(M_ii M_jj)`` stays finite). The products run in the blocks' dtype unless
     ``dtype`` is given: casting ``[T, P]`` to float64 costs more than any of the T x T solves,
-    so only methods that invert an ill-conditioned Gramian ask for it."""
-    M = torch.zeros(blocks[0].shape[0], blocks[0].shape[0], dtype=torch.float64)
+    so only methods that invert an ill-conditioned Gramian ask for it. The products run on the
+    blocks' device; the small ``[T, T]`` result is returned on the CPU, where every method's
+    ``T x T`` solve runs (one device-to-host copy per update on a GPU learner)."""
+    M = torch.zeros(blocks[0].shape[0], blocks[0].shape[0], dtype=torch.float64, device=blocks[0].device)
     for b in blocks:
         r = _rows(b) if dtype is None else _rows(b).to(dtype)  # one cast per block
         M += r @ r.T
+    M = M.cpu()
     good = torch.isfinite(M.diagonal())
     if not bool(good.all()):
         M = torch.where(good[:, None] & good[None, :], M, torch.zeros_like(M))
@@ -58,8 +61,8 @@ def block_gramian(blocks: list[torch.Tensor], dtype: torch.dtype | None = None) 
 def weighted_rows(w: torch.Tensor, b: torch.Tensor, good: torch.Tensor) -> torch.Tensor:
     """``sum_t w_t b[t]`` over the finite rows only (a zero weight times NaN is still NaN)."""
     if bool(good.all()):
-        return (w.to(b.dtype) @ _rows(b)).view(b.shape[1:])
-    return (w[good].to(b.dtype) @ _rows(b[good])).view(b.shape[1:])
+        return (w.to(b.device, b.dtype) @ _rows(b)).view(b.shape[1:])
+    return (w[good].to(b.device, b.dtype) @ _rows(b[good.to(b.device)])).view(b.shape[1:])
 
 
 class Aggregator:
@@ -83,23 +86,28 @@ class Aggregator:
         """Per-task gradients as blocks ``[T, *shape_b]`` (e.g. one per parameter) -> the
         direction's blocks ``[*shape_b]``; always finite."""
         blocks = [b.detach() for b in blocks]
-        if losses is not None:
-            losses = torch.nan_to_num(losses.detach(), nan=0.0, posinf=0.0, neginf=0.0)
+        if losses is not None:  # on the CPU, beside the Gramian (a GPU learner's are [T] on the GPU)
+            losses = torch.nan_to_num(losses.detach().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
         if self.gramian_based:
             M, good = block_gramian(blocks, self.gramian_dtype)
             active = good & (M.diagonal() > 0)
             if not active.any():
-                return [torch.zeros(b.shape[1:], dtype=b.dtype) for b in blocks]
+                return [torch.zeros(b.shape[1:], dtype=b.dtype, device=b.device) for b in blocks]
             w = self.weights(M, active, losses).double()
             # a non-finite weight drops its task (not the whole update); inactive rows get exactly 0
             w = torch.where(active & torch.isfinite(w), w, torch.zeros_like(w))
             return [torch.nan_to_num(weighted_rows(w, b, good), nan=0.0, posinf=0.0, neginf=0.0) for b in blocks]
         G = torch.cat([_rows(b) for b in blocks], 1) if len(blocks) > 1 else _rows(blocks[0])
+        # Choice: the methods that keep gradient-sized state (SAM-GS, GCond, SON-GOKU) run on the CPU
+        # whatever the learner's device (one [T, P] copy each way per update on a GPU learner): their
+        # small solves and state then need no device bookkeeping, at the cost of that copy.
+        device, G = G.device, G.cpu()
         G, active = sanitize(G)
         if not active.any():
             d = torch.zeros(G.shape[1], dtype=G.dtype)
         else:
             d = torch.nan_to_num(self.combine(G, active, losses), nan=0.0, posinf=0.0, neginf=0.0)
+        d = d.to(device)
         out, off = [], 0
         for b in blocks:
             k = _rows(b).shape[1]

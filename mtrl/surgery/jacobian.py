@@ -23,7 +23,7 @@ def group_by_task(task_ids: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor,
     n_max = max(int(counts.max()), 1)
     order = torch.argsort(task_ids, stable=True)
     starts = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(n_max)[None, :]
+    pos = torch.arange(n_max, device=task_ids.device)[None, :]
     mask = pos < counts[:, None]
     idx = torch.where(mask, order[(starts[:, None] + pos).clamp_max(len(task_ids) - 1)], torch.zeros_like(pos))
     return idx, mask
