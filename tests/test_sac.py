@@ -345,6 +345,7 @@ def test_precision_auto_picks_bf16_only_on_a_cpu_with_bfloat16_instructions(monk
         monkeypatch.setattr(precision, "cpu_has_bf16", lambda has=has: has)
         assert precision.resolve("auto") == want and precision.resolve("fp32") == "fp32"
         assert MTSAC(SACConfig(hidden=[8], precision="auto"), 4, 2, BOX, seed=0).precision == want
+        assert precision.resolve("auto", "cuda") == "fp32"  # a GPU learner: fp32 was faster (BENCHMARKS.md)
 
 
 def test_learners_use_fused_adam_and_load_state_written_without_it():

@@ -53,12 +53,14 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
 
 
 def resolve(precision: str, device_type: str = "cpu") -> str:
-    """``auto`` -> ``bf16`` on a CPU with bfloat16 instructions or a GPU that supports bfloat16
-    (Ampere and later), else ``fp32``; others unchanged."""
+    """``auto`` -> ``bf16`` on a CPU with bfloat16 instructions, else ``fp32``; on a GPU always
+    ``fp32``: at MT-SAC's sizes a GPU update is bound by launches, not arithmetic, and autocast's
+    casts made it slower (17.1 vs 15.1 ms for the MT10 paper's learner on an H200,
+    ``benchmarks/speed_device.py``). Others unchanged."""
     if check(precision) != "auto":
         return precision
-    if device_type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device_type != "cpu":
+        return "fp32"
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
