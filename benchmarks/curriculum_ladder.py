@@ -156,7 +156,7 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per task in the final `mtrl eval`")
     p.add_argument("--task-share", default="episodes", choices=["episodes", "steps"],
                    help="what the weights set (config task_share); 'steps' runs are named CURRICULUM+steps")
-    p.add_argument("--env", default="ladder", choices=["ladder", "ladder2", "ladder3"], help="envs/minigrid-<env>.yaml")
+    p.add_argument("--env", default="ladder", choices=["ladder", "ladder2", "ladder3", "crowd"], help="envs/minigrid-<env>.yaml")
     p.add_argument("--out", default=None, help="default: benchmarks/results/curriculum_<env>")
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("--backfill", action="store_true", help="add stochastic evaluations to older result lines")

@@ -119,6 +119,16 @@ register("minigrid/ladder3", _minigrid(
     "minigrid/ladder3", [t for chain in LADDER3 for t in chain],
     "2 five-rung chains for curricula, top rungs out of reach: DoorKey -> KeyCorridor S3R1..S5R3, "
     "Unlock -> ... -> ObstructedMaze-2Dlh"))
+# Three mid-sized targets in a crowd of 17 easy, mission-free tasks (no stepping stones between
+# them); see envs/minigrid-crowd.yaml. Uniform slots give each target 1/20 of the data.
+CROWD_EASY = ["Empty-5x5", "Empty-6x6", "Empty-8x8", "Empty-16x16", "Empty-Random-5x5", "Empty-Random-6x6",
+              "LavaGapS5", "LavaGapS6", "LavaGapS7", "DistShift1", "DistShift2", "Dynamic-Obstacles-5x5",
+              "Dynamic-Obstacles-Random-5x5", "Dynamic-Obstacles-6x6", "Dynamic-Obstacles-Random-6x6",
+              "MultiRoom-N2-S4", "SimpleCrossingS9N1"]
+CROWD_TARGETS = ["DoorKey-6x6", "Unlock", "KeyCorridorS3R1"]
+register("minigrid/crowd", _minigrid(
+    "minigrid/crowd", [f"MiniGrid-{t}-v0" for t in CROWD_EASY + CROWD_TARGETS],
+    "3 key-and-door targets among 17 easy tasks for curricula: uniform gives each target 1/20 of the data"))
 register("minigrid/MT3", _minigrid(
     "minigrid/MT3", ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0"],
     "3 small MiniGrid tasks for quick tests"))
