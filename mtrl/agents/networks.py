@@ -13,6 +13,8 @@ Two variants, chosen by ``heads``:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from collections.abc import Sequence
 
@@ -31,6 +33,22 @@ def mlp(in_dim: int, hidden: Sequence[int], act: type[nn.Module] = nn.Tanh) -> n
         layers += [nn.Linear(d, h), act()]
         d = h
     return nn.Sequential(*layers)
+
+
+#: Rows of a batch known to be task-major with equal counts per task (set by :func:`task_major`):
+#: :class:`TaskLinear` then skips comparing the task ids, a wait for the GPU on a GPU learner.
+_TASK_MAJOR_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("task_major_rows", default=None)
+
+
+@contextlib.contextmanager
+def task_major(rows: int | None):
+    """Within this block, a ``rows``-row batch's task ids are ``[0]*n + [1]*n + ...`` (the caller
+    checked them, e.g. on the host before copying them to a GPU); None: nothing is known."""
+    token = _TASK_MAJOR_ROWS.set(rows)
+    try:
+        yield
+    finally:
+        _TASK_MAJOR_ROWS.reset(token)
 
 
 class TaskLinear(nn.Module):
@@ -55,7 +73,8 @@ class TaskLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         T, n = self.weight.shape[0], x.shape[0]
-        if n % T == 0 and torch.equal(task_ids, torch.arange(T, device=task_ids.device).repeat_interleave(n // T)):
+        if n % T == 0 and (_TASK_MAJOR_ROWS.get() == n or torch.equal(
+                task_ids, torch.arange(T, device=task_ids.device).repeat_interleave(n // T))):
             y = torch.baddbmm(self.bias[:, None, :], x.view(T, n // T, -1), self.weight)
             return y.reshape(n, -1)
         order = torch.argsort(task_ids, stable=True)
@@ -63,7 +82,7 @@ class TaskLinear(nn.Module):
         weights, biases = self.weight.unbind(0), self.bias.unbind(0)
         parts = [torch.addmm(biases[t], xs, weights[t])
                  for t, xs in enumerate(x[order].split(counts)) if counts[t]]
-        out = torch.empty(n, self.weight.shape[2], dtype=x.dtype)
+        out = torch.empty(n, self.weight.shape[2], dtype=x.dtype, device=x.device)
         out[order] = torch.cat(parts)
         return out
 

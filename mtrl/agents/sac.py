@@ -50,6 +50,7 @@ import torch
 
 from mtrl.agents import optim, precision
 from mtrl.agents.losses import per_task_mean
+from mtrl.agents.networks import task_major
 from mtrl.agents.sac_networks import (
     TanhGaussianActor,
     TwinQ,
@@ -276,22 +277,44 @@ class MTSAC:
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """One gradient step of critic (and actor/temperatures, every ``actor_update_freq``), in
         the configured ``precision``."""
-        with precision.autocast(self.precision, self.device.type):
+        rows = None
+        if self.device.type != "cpu":  # checked on the host: the per-task layers then need no GPU wait
+            tids = np.asarray(batch["task_ids"])
+            if len(tids) % self.num_tasks == 0 and np.array_equal(
+                    tids, np.repeat(np.arange(self.num_tasks), len(tids) // self.num_tasks)):
+                rows = len(tids)
+        with precision.autocast(self.precision, self.device.type), task_major(rows):
             return self._update(batch)
 
-    def _tensor(self, x: np.ndarray) -> torch.Tensor:
-        """A batch array on the learner's device (no copy on the CPU)."""
-        return torch.as_tensor(x).to(self.device, non_blocking=True)
+    def _inputs(self, batch: dict[str, np.ndarray]) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """The batch's arrays (obs, actions, rewards, next_obs, terminated, task_ids) and the policy
+        noise given with it, as tensors on the learner's device (no copy on the CPU).
+
+        On a GPU the noise a CPU learner would draw inside the update (``eps_next`` for the target,
+        then ``eps`` for the actor when its update is due, in that order from the same generator,
+        so the draws are the same) is drawn here, and everything goes over in pinned-memory,
+        non-blocking copies: no copy waits for the GPU's queue to drain (a pageable copy would).
+        """
+        keys = ("obs", "actions", "rewards", "next_obs", "terminated", "task_ids")
+        arrays = [torch.as_tensor(batch[k]) for k in keys]
+        noise = {k: torch.as_tensor(batch[k]) for k in ("eps_next", "eps") if k in batch}
+        if self.device.type == "cpu":
+            return arrays, noise
+        shape = (arrays[0].shape[0], self.act_dim)
+        if "eps_next" not in noise:
+            noise["eps_next"] = torch.randn(shape, generator=self.gen)
+        if "eps" not in noise and (self.updates + 1) % self.cfg.actor_update_freq == 0:
+            noise["eps"] = torch.randn(shape, generator=self.gen)
+        moved = [t.pin_memory().to(self.device, non_blocking=True) for t in [*arrays, *noise.values()]]
+        return moved[:len(keys)], dict(zip(noise, moved[len(keys):]))
 
     def _update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         cfg = self.cfg
-        obs, act, rew, nobs, done, tids = (self._tensor(batch[k]) for k in
-                                           ("obs", "actions", "rewards", "next_obs", "terminated", "task_ids"))
+        (obs, act, rew, nobs, done, tids), noise = self._inputs(batch)
         alpha = self.log_alpha.detach().exp()
         out: dict[str, Any] = {}
         # The policy noise may come with the batch (data-parallel learners: drawn once for the whole
         # batch, so that N learners on its shares match one learner on all of it).
-        noise = {k: self._tensor(batch[k]) for k in ("eps_next", "eps") if k in batch}
         with torch.no_grad():
             na, nlogp = self.actor(nobs, tids, self.gen, eps=noise.get("eps_next"))
             q_next = _combine(self.critic_target(nobs, na, tids), cfg.target) - alpha[tids] * nlogp
@@ -305,9 +328,9 @@ class MTSAC:
             with torch.no_grad():
                 tp, p = list(self.critic_target.parameters()), list(self.critic.parameters())
                 torch._foreach_lerp_(tp, p, cfg.tau)  # theta' <- (1 - tau) theta' + tau theta
-        out["sac/alpha"] = self.log_alpha.detach().exp().cpu().numpy()
+        out["sac/alpha"] = self.log_alpha.detach().exp()
         out["sac/nan_skips"] = self.nan_skips
-        return out
+        return _to_numpy(out)
 
     def _critic_step(self, obs, act, tids, y, out: dict[str, Any]) -> bool:
         """Critic update (plain backward, or per-task gradients + surgery); False if skipped (NaN)."""
@@ -349,8 +372,8 @@ class MTSAC:
             self._skip("critic")
             return False
         self.critic_opt.step()
-        out["loss/critic"] = critic_task.detach().cpu().numpy()
-        out["sac/q"] = q_task.detach().cpu().numpy()
+        out["loss/critic"] = critic_task.detach()
+        out["sac/q"] = q_task.detach()
         return True
 
     def _actor_step(self, obs, tids, alpha, out: dict[str, Any], eps: torch.Tensor | None = None) -> None:
@@ -398,9 +421,24 @@ class MTSAC:
         alpha_loss.backward()
         self._sync_grads([self.log_alpha])
         self.alpha_opt.step()
-        out["loss/actor"] = global_actor.cpu().numpy()
-        out["loss/alpha"] = global_alpha.cpu().numpy()
-        out["sac/entropy"] = self._mean(per_task_mean(-logp.detach(), tids, T)[0])[0].cpu().numpy()
+        out["loss/actor"] = global_actor
+        out["loss/alpha"] = global_alpha
+        out["sac/entropy"] = self._mean(per_task_mean(-logp.detach(), tids, T)[0])[0]
+
+
+def _to_numpy(out: dict[str, Any]) -> dict[str, Any]:
+    """The tensors among ``out``'s values as float32 numpy arrays, read back in one copy (one wait
+    for a GPU learner instead of one per statistic)."""
+    keys = [k for k, v in out.items() if isinstance(v, torch.Tensor)]
+    if not keys:
+        return out
+    flat = torch.cat([out[k].detach().reshape(-1).float() for k in keys]).cpu().numpy()
+    off = 0
+    for k in keys:
+        n = out[k].numel()
+        out[k] = flat[off:off + n].reshape(out[k].shape)
+        off += n
+    return out
 
 
 def _prefixed(loss: str, stats: dict[str, Any]) -> dict[str, Any]:
