@@ -8,6 +8,7 @@ e.g. ``ppo.lr=1e-3``). Unknown keys, wrong types and bad values end in an :class
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,7 +305,7 @@ def _check_device(cfg: DictConfig) -> None:
     from mtrl.agents import device
 
     name = str(cfg.device)
-    if name not in device.DEVICES and not name.startswith("cuda:"):
+    if name not in device.DEVICES and not re.fullmatch(r"cuda:\d+", name):
         raise MtrlError(f"unknown device {name!r}; {did_you_mean(name, device.DEVICES)}valid choices: "
                         f"{choices(device.DEVICES)} or cuda:N")
     why_not = device.supported(cfg.algo, cfg.learners, cfg.imitation or (cfg.algo if cfg.demos else None),
@@ -363,5 +364,10 @@ def save(cfg: DictConfig, path: Path) -> None:
 
 
 def load(path: Path) -> DictConfig:
-    """Read a run's ``config.yaml`` back into the typed schema."""
-    return _merge(OmegaConf.structured(TrainConfig), _load_yaml(path), str(path))
+    """Read a run's ``config.yaml`` back into the typed schema. A run written before ``device``
+    existed trained on the CPU: it keeps ``device: cpu`` (not the new default ``auto``), so
+    resuming it on a machine with a GPU continues it exactly as it was."""
+    data = _load_yaml(path)
+    if isinstance(data, dict) and "device" not in data:
+        data = {**data, "device": "cpu"}
+    return _merge(OmegaConf.structured(TrainConfig), data, str(path))

@@ -45,7 +45,6 @@ def build_agent(cfg: DictConfig, env, learners: int = 1, address: str | None = N
     ``learners > 1``: that many data-parallel learners on Ray (:mod:`mtrl.learners`). The
     learner runs on ``device`` (default: ``cfg.device``, resolved by :mod:`mtrl.agents.device`)."""
     from mtrl.agents import ALGORITHMS
-    from mtrl.agents import device as device_mod
 
     cls, section = ALGORITHMS[cfg.algo]
     try:
@@ -61,7 +60,7 @@ def build_agent(cfg: DictConfig, env, learners: int = 1, address: str | None = N
                 section_cfg.arch_args = {**section_cfg.arch_args, "descriptions": descriptions(env.task_names)}
         kwargs = dict(seed=cfg.seed, surgery=cfg.surgery, surgery_args=dict(cfg.surgery_args),
                       diagnostics_every=cfg.diagnostics_every)
-        dev = check_learner_device(cfg, learners) if device is None else device_mod.resolve(device)
+        dev = check_learner_device(cfg, learners, device)
         if dev.type != "cpu":  # (only learners that support a GPU take the argument)
             kwargs["device"] = dev
         if learners > 1:
@@ -74,15 +73,16 @@ def build_agent(cfg: DictConfig, env, learners: int = 1, address: str | None = N
         raise MtrlError(str(exc)) from None
 
 
-def check_learner_device(cfg: DictConfig, learners: int | None = None) -> torch.device:
-    """The device the run's learner will use (:mod:`mtrl.agents.device`), or a one-line
-    :class:`MtrlError` (``device=cuda`` where torch sees no GPU, or for a run that cannot use one)."""
+def check_learner_device(cfg: DictConfig, learners: int | None = None, device: str | None = None) -> torch.device:
+    """The device the run's learner will use (``device``, default ``cfg.device``, resolved by
+    :mod:`mtrl.agents.device`), or a one-line :class:`MtrlError` (``cuda`` where torch sees no
+    GPU, or for a run that cannot use one)."""
     from mtrl.agents import device as device_mod
 
     why_not = device_mod.supported(cfg.algo, cfg.learners if learners is None else learners,
                                    cfg.imitation or (cfg.algo if cfg.demos else None), cfg.curriculum)
     try:
-        return device_mod.resolve(cfg.get("device", "cpu"), why_not)
+        return device_mod.resolve(cfg.get("device", "cpu") if device is None else device, why_not)
     except ValueError as exc:
         raise MtrlError(str(exc)) from None
 

@@ -47,8 +47,30 @@ def test_config_refuses_unknown_devices_and_gpu_for_cpu_only_learners():
         build_config(["envs/minigrid-mt3.yaml", "agents/mtppo.yaml"], ["device=cuda"])
     with pytest.raises(MtrlError, match="device=cuda:0 is not built for learners=2"):
         build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["device=cuda:0", "learners=2"])
-    cfg = build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["device=cuda"])  # static check passes
-    assert cfg.device == "cuda"
+    with pytest.raises(MtrlError, match="unknown device 'cuda:x'"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["device=cuda:x"])
+    cfg = build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["device=cuda:1"])  # static check passes
+    assert cfg.device == "cuda:1"
+
+
+def test_a_run_from_before_device_existed_stays_on_the_cpu(tmp_path):
+    """config.yaml without ``device`` (written before the key existed) loads as ``cpu``, not the
+    new default ``auto``: resuming it on a GPU machine continues it as it was trained."""
+    import yaml
+
+    from mtrl import config
+    from mtrl.envs import make
+    from mtrl.runs import build_agent, env_kwargs
+
+    cfg = config.build_config(["envs/minigrid-mt3.yaml", "agents/mtppo.yaml"], [])
+    assert cfg.device == "auto"
+    config.save(cfg, tmp_path / "config.yaml")
+    data = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del data["device"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert config.load(tmp_path / "config.yaml").device == "cpu"
+    with pytest.raises(MtrlError, match="device=cuda is not built for algo=mtppo"):  # an explicit device is checked too
+        build_agent(cfg, make(**env_kwargs(cfg)), device="cuda")
 
 
 def test_cpu_learner_is_unchanged_by_placement():

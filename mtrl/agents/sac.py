@@ -163,6 +163,8 @@ class MTSAC:
                              f"{cfg.weight_decay}")
         self.categorical = cfg.critic_loss == "categorical"
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is not None:
+            torch.cuda.set_device(self.device)  # pinned copies go through the current device (not GPU 0)
         self.precision = precision.resolve(cfg.precision, self.device.type)  # auto -> bf16 or fp32 here
         self.policy_spec: dict[str, Any] = dict(kind="sac", obs_dim=obs_dim, num_tasks=T, act_dim=A,
                                                 hidden=list(cfg.hidden), heads=cfg.heads,
@@ -187,6 +189,7 @@ class MTSAC:
         self.critic_opt = optim.adam(self.critic.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         self.alpha_opt = optim.adam([self.log_alpha], cfg.alpha_lr)
         self.gen = torch.Generator().manual_seed(seed + 4242)
+        self._gen_before_eps: torch.Tensor | None = None  # GPU learners: the generator before the actor's noise
         self.updates = 0
         self.nan_skips = 0
         args = dict(surgery_args or {})
@@ -303,7 +306,9 @@ class MTSAC:
         shape = (arrays[0].shape[0], self.act_dim)
         if "eps_next" not in noise:
             noise["eps_next"] = torch.randn(shape, generator=self.gen)
+        self._gen_before_eps = None
         if "eps" not in noise and (self.updates + 1) % self.cfg.actor_update_freq == 0:
+            self._gen_before_eps = self.gen.get_state()  # put back if the critic step is skipped (NaN)
             noise["eps"] = torch.randn(shape, generator=self.gen)
         moved = [t.pin_memory().to(self.device, non_blocking=True) for t in [*arrays, *noise.values()]]
         return moved[:len(keys)], dict(zip(noise, moved[len(keys):]))
@@ -321,6 +326,8 @@ class MTSAC:
             y = rew + cfg.gamma * (1.0 - done) * q_next
         self.updates += 1
         if not self._critic_step(obs, act, tids, y, out):
+            if self._gen_before_eps is not None:  # a CPU learner draws no actor noise then
+                self.gen.set_state(self._gen_before_eps)
             return {"sac/nan_skips": self.nan_skips}
         if self.updates % cfg.actor_update_freq == 0:
             self._actor_step(obs, tids, alpha, out, noise.get("eps"))
