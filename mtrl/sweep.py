@@ -122,6 +122,7 @@ def run_trial(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
     """Tune's trainable: one ``mtrl train`` (resumed if its folder holds a checkpoint), then a
     final evaluation; reports progress to Tune. Console output goes to ``train.log`` in the
     trial's run folder."""
+    import ray
     from ray import tune
 
     from mtrl import checkpoint
@@ -140,7 +141,10 @@ def run_trial(config: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
             tune.report({k: v for k, v in metrics.items() if k != "final"})
 
     with open(run_dir / "train.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        cfg = build_config(spec["presets"], [*spec["overrides"], f"run_dir={run_dir}"])
+        overrides = list(spec["overrides"])
+        if not ray.get_gpu_ids() and not any(o.startswith("device=") for o in overrides):
+            overrides.append("device=cpu")  # no GPU reserved for this trial: never share another trial's
+        cfg = build_config(spec["presets"], [*overrides, f"run_dir={run_dir}"])
         summary = run_dir / "summary.json"
         trained = summary.is_file() and json.loads(summary.read_text()).get("step", -1) >= cfg.total_steps
         if not trained:
