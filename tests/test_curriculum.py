@@ -322,7 +322,7 @@ def test_camrl_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(v, b["agent"]["net"][k]), k
 
 
-@pytest.mark.parametrize("ladder,edges", [("ladder", 4), ("ladder2", 4), ("ladder3", 8), ("crowd", 3)])
+@pytest.mark.parametrize("ladder,edges", [("ladder", 4), ("ladder2", 4), ("ladder3", 8), ("crowd", 3), ("distract", 6)])
 def test_ladder_preset_graph_matches_its_tasks(ladder, edges):
     from mtrl.envs import get
 
@@ -330,7 +330,9 @@ def test_ladder_preset_graph_matches_its_tasks(ladder, edges):
     names = [t.name for t in get(cfg.taskset).tasks()]
     sched = curriculum.get("mastering-rate", names, dict(cfg.task_graph))
     assert len(sched.edges) == edges
-    if ladder == "crowd":  # the edges end at the three targets, the last three tasks
+    if ladder == "distract":  # the edges lead from targets (the last three tasks) to harder tasks
+        assert {i for i, _ in sched.edges} >= {len(names) - 3, len(names) - 2, len(names) - 1}
+    elif ladder == "crowd":  # the edges end at the three targets, the last three tasks
         assert sorted({j for _, j in sched.edges}) == [len(names) - 3, len(names) - 2, len(names) - 1]
     else:
         assert all(j == i + 1 for i, j in sched.edges)  # each rung -> the next

@@ -129,6 +129,13 @@ CROWD_TARGETS = ["DoorKey-6x6", "Unlock", "KeyCorridorS3R1"]
 register("minigrid/crowd", _minigrid(
     "minigrid/crowd", [f"MiniGrid-{t}-v0" for t in CROWD_EASY + CROWD_TARGETS],
     "3 key-and-door targets among 17 easy tasks for curricula: uniform gives each target 1/20 of the data"))
+# The same three targets among 10 tasks out of a 2M-step budget's reach (no transfer to offer);
+# see envs/minigrid-distract.yaml.
+DISTRACT_FAR = ["DoorKey-16x16", "MultiRoom-N6", "KeyCorridorS4R3", "KeyCorridorS5R3", "KeyCorridorS6R3",
+                "ObstructedMaze-1Dlhb", "ObstructedMaze-2Dlh", "LavaCrossingS11N5", "FourRooms", "SimpleCrossingS11N5"]
+register("minigrid/distract", _minigrid(
+    "minigrid/distract", [f"MiniGrid-{t}-v0" for t in DISTRACT_FAR + CROWD_TARGETS],
+    "3 key-and-door targets among 10 tasks out of reach for curricula: uniform gives the targets 3/13 of the data"))
 register("minigrid/MT3", _minigrid(
     "minigrid/MT3", ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0"],
     "3 small MiniGrid tasks for quick tests"))
