@@ -8,7 +8,6 @@ e.g. ``ppo.lr=1e-3``). Unknown keys, wrong types and bad values end in an :class
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,11 +304,10 @@ def _check_device(cfg: DictConfig) -> None:
     from mtrl.agents import device
 
     name = str(cfg.device)
-    if name not in device.DEVICES and not re.fullmatch(r"cuda:\d+", name):
+    if not device.is_name(name):
         raise MtrlError(f"unknown device {name!r}; {did_you_mean(name, device.DEVICES)}valid choices: "
                         f"{choices(device.DEVICES)} or cuda:N")
-    why_not = device.supported(cfg.algo, cfg.learners, cfg.imitation or (cfg.algo if cfg.demos else None),
-                               cfg.curriculum)
+    why_not = device.why_not_gpu(cfg)
     if name.startswith("cuda") and why_not is not None:
         raise MtrlError(f"device={name} is not built for {why_not}; use device=cpu or auto")
 

@@ -79,10 +79,9 @@ def check_learner_device(cfg: DictConfig, learners: int | None = None, device: s
     GPU, or for a run that cannot use one)."""
     from mtrl.agents import device as device_mod
 
-    why_not = device_mod.supported(cfg.algo, cfg.learners if learners is None else learners,
-                                   cfg.imitation or (cfg.algo if cfg.demos else None), cfg.curriculum)
     try:
-        return device_mod.resolve(cfg.get("device", "cpu") if device is None else device, why_not)
+        return device_mod.resolve(cfg.get("device", "cpu") if device is None else device,
+                                  device_mod.why_not_gpu(cfg, learners))
     except ValueError as exc:
         raise MtrlError(str(exc)) from None
 

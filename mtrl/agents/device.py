@@ -16,9 +16,24 @@ picks the CPU for them and ``cuda`` is refused with one line (:func:`supported`)
 
 from __future__ import annotations
 
+import copy
+import re
+from typing import Any
+
 import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def is_name(name: str) -> bool:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    return name in DEVICES or re.fullmatch(r"cuda:\d+", name) is not None
+
+
+def why_not_gpu(cfg: Any, learners: int | None = None) -> str | None:
+    """:func:`supported` for a run's config (``learners`` overrides ``cfg.learners``)."""
+    return supported(cfg.algo, cfg.learners if learners is None else learners,
+                     cfg.imitation or (cfg.algo if cfg.demos else None), cfg.curriculum)
 
 
 def supported(algo: str, learners: int = 1, imitation: str | None = None, curriculum: str | None = None) -> str | None:
@@ -39,32 +54,28 @@ def resolve(device: str, why_not: str | None = None) -> torch.device:
     else ``cpu``; ``cpu`` / ``cuda`` / ``cuda:N`` as given, checked. Raises ValueError with one
     line for an unknown name, a GPU that is not there, or a run that cannot use one."""
     name = str(device)
+    if not is_name(name):
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
     if name == "auto":
         return torch.device("cuda" if why_not is None and torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
-        if why_not is not None:
-            raise ValueError(f"device={name} is not built for {why_not}; use device=cpu or auto")
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={name} but torch sees no GPU (torch {torch.__version__}, CUDA build: "
-                             f"{torch.version.cuda or 'no'}); use device=cpu or auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device={name} but only {torch.cuda.device_count()} GPU(s) are visible")
-        return dev
-    raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    if why_not is not None:
+        raise ValueError(f"device={name} is not built for {why_not}; use device=cpu or auto")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={name} but torch sees no GPU (torch {torch.__version__}, CUDA build: "
+                         f"{torch.version.cuda or 'no'}); use device=cpu or auto")
+    dev = torch.device(name)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={name} but only {torch.cuda.device_count()} GPU(s) are visible")
+    return dev
 
 
 def learner_device(agent) -> str:
     """Where ``agent`` updates, for the start-up line: ``cpu`` or ``cuda:0 (NVIDIA H100 ...)``."""
-    dev = getattr(agent, "device", None)
-    if dev is None or torch.device(dev).type != "cuda":
+    dev = torch.device(getattr(agent, "device", "cpu"))
+    if dev.type != "cuda":
         return "cpu"
-    dev = torch.device(dev)
     index = dev.index if dev.index is not None else torch.cuda.current_device()
     return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
@@ -75,6 +86,4 @@ def cpu_policy(agent) -> torch.nn.Module:
     policy = agent.policy
     if torch.device(getattr(agent, "device", "cpu")).type == "cpu":
         return policy
-    import copy
-
     return copy.deepcopy(policy).to("cpu")

@@ -189,7 +189,6 @@ class MTSAC:
         self.critic_opt = optim.adam(self.critic.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         self.alpha_opt = optim.adam([self.log_alpha], cfg.alpha_lr)
         self.gen = torch.Generator().manual_seed(seed + 4242)
-        self._gen_before_eps: torch.Tensor | None = None  # GPU learners: the generator before the actor's noise
         self.updates = 0
         self.nan_skips = 0
         args = dict(surgery_args or {})
@@ -289,9 +288,11 @@ class MTSAC:
         with precision.autocast(self.precision, self.device.type), task_major(rows):
             return self._update(batch)
 
-    def _inputs(self, batch: dict[str, np.ndarray]) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    def _inputs(self, batch: dict[str, np.ndarray]) -> tuple[list[torch.Tensor], dict[str, torch.Tensor],
+                                                            torch.Tensor | None]:
         """The batch's arrays (obs, actions, rewards, next_obs, terminated, task_ids) and the policy
-        noise given with it, as tensors on the learner's device (no copy on the CPU).
+        noise given with it, as tensors on the learner's device (no copy on the CPU), and the
+        generator's state before the actor's noise where it was drawn here (else None).
 
         On a GPU the noise a CPU learner would draw inside the update (``eps_next`` for the target,
         then ``eps`` for the actor when its update is due, in that order from the same generator,
@@ -302,20 +303,20 @@ class MTSAC:
         arrays = [torch.as_tensor(batch[k]) for k in keys]
         noise = {k: torch.as_tensor(batch[k]) for k in ("eps_next", "eps") if k in batch}
         if self.device.type == "cpu":
-            return arrays, noise
+            return arrays, noise, None
         shape = (arrays[0].shape[0], self.act_dim)
         if "eps_next" not in noise:
             noise["eps_next"] = torch.randn(shape, generator=self.gen)
-        self._gen_before_eps = None
+        before_eps = None
         if "eps" not in noise and (self.updates + 1) % self.cfg.actor_update_freq == 0:
-            self._gen_before_eps = self.gen.get_state()  # put back if the critic step is skipped (NaN)
+            before_eps = self.gen.get_state()  # put back if the critic step is skipped (NaN)
             noise["eps"] = torch.randn(shape, generator=self.gen)
         moved = [t.pin_memory().to(self.device, non_blocking=True) for t in [*arrays, *noise.values()]]
-        return moved[:len(keys)], dict(zip(noise, moved[len(keys):]))
+        return moved[:len(keys)], dict(zip(noise, moved[len(keys):])), before_eps
 
     def _update(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         cfg = self.cfg
-        (obs, act, rew, nobs, done, tids), noise = self._inputs(batch)
+        (obs, act, rew, nobs, done, tids), noise, before_eps = self._inputs(batch)
         alpha = self.log_alpha.detach().exp()
         out: dict[str, Any] = {}
         # The policy noise may come with the batch (data-parallel learners: drawn once for the whole
@@ -326,8 +327,8 @@ class MTSAC:
             y = rew + cfg.gamma * (1.0 - done) * q_next
         self.updates += 1
         if not self._critic_step(obs, act, tids, y, out):
-            if self._gen_before_eps is not None:  # a CPU learner draws no actor noise then
-                self.gen.set_state(self._gen_before_eps)
+            if before_eps is not None:  # a CPU learner draws no actor noise then
+                self.gen.set_state(before_eps)
             return {"sac/nan_skips": self.nan_skips}
         if self.updates % cfg.actor_update_freq == 0:
             self._actor_step(obs, tids, alpha, out, noise.get("eps"))
