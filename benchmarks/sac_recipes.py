@@ -67,6 +67,18 @@ VARIANTS: dict[str, list[str]] = {
     # the ensemble keeping every transition of a one-hour run (1M per task instead of 100k): the hard
     # tasks were learned and lost once their buffers held only the last ~100k steps
     "ensemble-bf16-buf1m": [*CPU, "sac.heads=ensemble", "sac.precision=bf16", "sac.buffer_per_task=1000000"],
+    # The fast-* variants are agents/mtsac-fast.yaml (precision auto: bf16 only on a CPU with bfloat16
+    # instructions; sessions 6-8 ran on one, session 9's AMD EPYC has none) plus one change.
+    # agents/mtsac-fast.yaml (= ensemble-bf16-buf1m) with a higher entropy target (-|A|/2 instead of
+    # -|A|): on seed 1 window-open's temperature fell to 0.01 by 130k steps and its policy's entropy
+    # to -14 (the other tasks at -4) before the task was lost; more entropy keeps more exploration
+    "fast-ent2": [*CPU, "sac.heads=ensemble", "sac.precision=auto", "sac.buffer_per_task=1000000",
+                  "sac.target_entropy=-2"],
+    # ... or with a LayerNorm before each hidden activation of every per-task critic (RLPD): on seed 1
+    # window-open's critic loss rose from ~1 to 20-50 while the task was lost, and button-press-
+    # topdown's Q rose steadily to 313 with no success (over-estimation off the data)
+    "fast-ln": [*CPU, "sac.heads=ensemble", "sac.precision=auto", "sac.buffer_per_task=1000000",
+                "sac.critic_layer_norm=true"],
 }
 
 
@@ -104,7 +116,20 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
     return {"variant": variant, "seed": seed, "minutes": minutes, "overrides": overrides, "env": env,
             "curve": [[h["step"], h["wall_s"], h["mean_success"]] for h in hist],
             "per_task_final": hist[-1]["success"] if hist else {},
-            "load_avg": float(np.mean(loads)) if loads else None, "cpus": os.cpu_count()}
+            "load_avg": float(np.mean(loads)) if loads else None, "cpus": os.cpu_count(), "cpu": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (runs on different machines are not comparable in wall-clock)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
 
 
 def _try(fn, *a) -> None:

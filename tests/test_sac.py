@@ -243,6 +243,7 @@ def test_two_hot_keeps_the_target_mean_and_clips_to_the_support():
     {"critic_loss": "categorical", "bins": 51, "v_min": -5.0, "v_max": 5.0, "target": "mean"},
     {"task_embedding": 8, "weight_decay": 0.01, "heads": "multi"},
     {"precision": "bf16"},
+    {"critic_layer_norm": True},
 ])
 @pytest.mark.parametrize("surgery", ["mean", "pcgrad"])
 def test_sac_recipes_learn_a_fixed_batch_with_and_without_surgery(recipe, surgery):
@@ -260,6 +261,36 @@ def test_sac_recipes_learn_a_fixed_batch_with_and_without_surgery(recipe, surger
     assert np.all(np.isfinite(q)) and agent.nan_skips == 0
     np.testing.assert_allclose(q, [0.1, 1.0, 3.0], atol=0.2)  # terminal transitions: Q -> r per task
     assert outs[-1]["loss/critic"].shape == (T,)
+
+
+@pytest.mark.parametrize("heads", ["single", "ensemble"])
+def test_layer_norm_critic_is_scale_invariant_per_layer_and_learns(heads):
+    """h = relu(LN(W x + b)): scaling a task's first layer (W, b) by c > 0 leaves its Q unchanged,
+    and only that task's (ensemble) or every task's (shared) Q; the per-task recipe learns."""
+    from mtrl.agents.sac_networks import TwinQ
+
+    T, obs_dim = 3, 5
+    torch.manual_seed(0)
+    q = TwinQ(obs_dim, 4, T, [16, 16], heads, layer_norm=True)
+    x, a = torch.randn(12, obs_dim), torch.rand(12, 4) * 2 - 1
+    tids = torch.arange(T).repeat_interleave(4)
+    before = q(x, a, tids)
+    with torch.no_grad():
+        for body in q.bodies:
+            if heads == "ensemble":  # TaskMLP: [T, in, out] weights
+                body.layers[0].weight[1] *= 7.0
+                body.layers[0].bias[1] *= 7.0
+            else:
+                assert isinstance(body[1], torch.nn.LayerNorm)
+                body[0].weight *= 7.0
+                body[0].bias *= 7.0
+    torch.testing.assert_close(q(x, a, tids), before, rtol=1e-4, atol=1e-5)
+    plain = TwinQ(obs_dim, 4, T, [16, 16], heads)
+    plain.load_state_dict(q.state_dict()) if heads == "ensemble" else None  # same weights, no LN
+    if heads == "ensemble":
+        assert not torch.allclose(plain(x, a, tids), before)  # the norm changes the function
+    with pytest.raises(ValueError, match="critic_layer_norm is built for the mlp trunk"):
+        TwinQ(obs_dim, 4, T, [16], "single", trunk="softmod", layer_norm=True)
 
 
 def test_bf16_keeps_weights_heads_and_losses_in_float32_and_learns_per_task_networks():

@@ -72,11 +72,12 @@ class MLPTrunk(nn.Sequential):
     A ``Sequential`` subclass so that its state-dict keys (``0.weight``, ...) are those of the
     plain MLP that earlier checkpoints hold."""
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int = 1, act: type[nn.Module] = nn.ReLU):
+    def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int = 1, act: type[nn.Module] = nn.ReLU,
+                 layer_norm: bool = False):
         layers: list[nn.Module] = []
         d = in_dim
-        for h in hidden:
-            layers += [nn.Linear(d, h), act()]
+        for h in hidden:  # layer_norm: Linear -> LayerNorm -> act (RLPD's critic, arXiv 2302.02948)
+            layers += [nn.Linear(d, h), *([nn.LayerNorm(h)] if layer_norm else []), act()]
             d = h
         super().__init__(*layers)
         self.out_dim = d

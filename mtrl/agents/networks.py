@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
+from torch.nn import functional as F
 
 
 def mlp(in_dim: int, hidden: Sequence[int], act: type[nn.Module] = nn.Tanh) -> nn.Sequential:
@@ -88,17 +89,25 @@ class TaskLinear(nn.Module):
 
 
 class TaskMLP(nn.Module):
-    """One MLP per task (:class:`TaskLinear` layers, ``act`` after each)."""
+    """One MLP per task (:class:`TaskLinear` layers, ``act`` after each).
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.Tanh):
+    ``layer_norm``: each layer's pre-activation is layer-normalised, ``(z - mean(z)) / std(z)``
+    over its units, with no learned scale or shift (those would be one more per-task parameter
+    set; the next layer's weights absorb them), as in the LayerNorm critics of RLPD (Ball et al.
+    2023, arXiv 2302.02948) and BRO (arXiv 2405.16158)."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.Tanh,
+                 layer_norm: bool = False):
         super().__init__()
         dims = [in_dim, *hidden]
         self.layers = nn.ModuleList(TaskLinear(a, b, num_tasks) for a, b in zip(dims[:-1], dims[1:]))
         self.act = act()
+        self.layer_norm = layer_norm
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
-            x = self.act(layer(x, task_ids))
+            z = layer(x, task_ids)
+            x = self.act(F.layer_norm(z, z.shape[-1:]) if self.layer_norm else z)
         return x
 
 

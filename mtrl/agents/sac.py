@@ -17,6 +17,9 @@ Recipes for sample efficiency (``SACConfig``; each keeps the ``[T]`` per-task lo
 works unchanged):
 
 - ``critic: bronet``: LayerNorm residual critic (BRO, arXiv 2405.16158) of its own width.
+- ``critic_layer_norm``: the ``mlp`` critic (shared trunk or per-task ensemble) with LayerNorm
+  before each hidden activation, ``h = relu(LN(W x + b))`` (RLPD, Ball et al. 2023, arXiv
+  2302.02948: it bounds Q by the output layer's norm and curbs over-estimation off the data).
 - ``critic_loss: categorical``: each critic outputs logits over ``bins`` atoms z_i evenly spaced
   in [v_min, v_max], Q = sum_i softmax(l)_i z_i, and is trained by cross-entropy to the two-hot
   projection of the scalar target y: ``L^Q_t = mean_{i in t} -sum_k sum_j p_j(y_i) log softmax(l_k)_j``
@@ -90,6 +93,7 @@ class SACConfig:
     critic: str = "mlp"  # mlp (``hidden``) | bronet (LayerNorm residual, ``critic_width`` x ``critic_blocks``)
     critic_width: int = 512
     critic_blocks: int = 2
+    critic_layer_norm: bool = False  # mlp critic: LayerNorm before each hidden activation (RLPD)
     critic_loss: str = "mse"  # mse | categorical (cross-entropy on ``bins`` atoms in [v_min, v_max])
     bins: int = 101
     v_min: float = -10.0
@@ -176,7 +180,8 @@ class MTSAC:
                                        arch=cfg.arch, arch_args=dict(cfg.arch_args))
         critic_args = dict(arch=cfg.critic, width=cfg.critic_width, blocks=cfg.critic_blocks,
                            bins=cfg.bins if self.categorical else 1, v_min=cfg.v_min, v_max=cfg.v_max,
-                           task_embedding=cfg.task_embedding, trunk=cfg.arch, trunk_args=dict(cfg.arch_args))
+                           task_embedding=cfg.task_embedding, trunk=cfg.arch, trunk_args=dict(cfg.arch_args),
+                           layer_norm=cfg.critic_layer_norm)
         self.critic = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads, **critic_args)
         self.critic_target = TwinQ(obs_dim, A, T, cfg.hidden, cfg.heads, **critic_args)
         self.critic_target.load_state_dict(self.critic.state_dict())

@@ -84,11 +84,13 @@ class TwinQ(nn.Module):
     ``blocks``). ``bins > 1`` makes a categorical critic: each Q is a softmax over ``bins`` logits
     on an even support in ``[v_min, v_max]`` and ``Q = sum_i p_i z_i``; ``forward(...,
     logits=True)`` returns the ``[2, B, bins]`` logits for the cross-entropy loss.
-    ``task_embedding > 0`` appends a learned task embedding to the input."""
+    ``task_embedding > 0`` appends a learned task embedding to the input. ``layer_norm`` (``mlp``
+    only) normalises each hidden layer's pre-activation (RLPD, Ball et al. 2023)."""
 
     def __init__(self, obs_dim: int, act_dim: int, num_tasks: int, hidden: Sequence[int], heads: str,
                  arch: str = "mlp", width: int = 512, blocks: int = 2, bins: int = 1, v_min: float = -10.0,
-                 v_max: float = 10.0, task_embedding: int = 0, trunk: str = "mlp", trunk_args: dict | None = None):
+                 v_max: float = 10.0, task_embedding: int = 0, trunk: str = "mlp", trunk_args: dict | None = None,
+                 layer_norm: bool = False):
         super().__init__()
         in_dim = obs_dim + act_dim + task_embedding
         self.embed = TaskEmbedding(num_tasks, task_embedding) if task_embedding else None
@@ -102,9 +104,13 @@ class TwinQ(nn.Module):
             self.bodies = nn.ModuleList(BroNet(in_dim, width, blocks) for _ in range(2))
             feat = width
         elif arch == "mlp":
-            self.bodies = nn.ModuleList((TaskMLP(in_dim, hidden, num_tasks, nn.ReLU) if self.ensemble
+            if layer_norm and not self.ensemble and trunk != "mlp":
+                raise ValueError(f"sac.critic_layer_norm is built for the mlp trunk and the per-task ensemble, "
+                                 f"not sac.arch={trunk!r}")
+            ln = {"layer_norm": True} if layer_norm else {}
+            self.bodies = nn.ModuleList((TaskMLP(in_dim, hidden, num_tasks, nn.ReLU, **ln) if self.ensemble
                                          else archs.build(trunk, in_dim, hidden, num_tasks, nn.ReLU,
-                                                          **(trunk_args or {}))) for _ in range(2))
+                                                          **{**(trunk_args or {}), **ln})) for _ in range(2))
             feat = self.bodies[0].out_dim if not self.ensemble else (hidden[-1] if hidden else in_dim)
         else:
             raise ValueError(f"unknown sac.critic {arch!r}; valid: 'mlp', 'bronet'")
