@@ -83,6 +83,49 @@ MTRL_MODES: dict[str, tuple[str, int, bool, list[str]]] = {
 }
 
 
+def sb3_sac_curve(env, taskset: str, sac: dict, seed: int, eval_every: int, episodes: int, *,
+                  minutes: float | None = None, steps: int | None = None, tag: str = "sb3") -> list[list]:
+    """Train Stable-Baselines3 SAC on ``env`` (an SB3 VecEnv or gymnasium env over ``taskset``)
+    until ``minutes`` of training time or ``steps`` env steps, evaluating with :func:`evaluate`
+    (deterministic) every ``eval_every`` env steps; evaluation time is not training time.
+
+    ``sac``: hidden, batch, lr, gamma, tau, learning_starts, and optionally buffer (1M),
+    train_freq and gradient_steps (1). Returns ``[[env steps, training s, mean success,
+    {task: success}], ...]``. One torch thread, as mtrl's learner."""
+    import torch
+    from stable_baselines3 import SAC as SB3SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    if (minutes is None) == (steps is None):
+        raise ValueError("give exactly one of minutes and steps")
+    torch.set_num_threads(1)
+    model = SB3SAC("MlpPolicy", env, learning_rate=sac["lr"], buffer_size=sac.get("buffer", 1_000_000),
+                   learning_starts=sac["learning_starts"], batch_size=sac["batch"], tau=sac["tau"],
+                   gamma=sac["gamma"], train_freq=sac.get("train_freq", 1), gradient_steps=sac.get("gradient_steps", 1),
+                   seed=seed, device="cpu", policy_kwargs=dict(net_arch=sac["hidden"]))
+    curve: list[list] = []
+    t0, eval_s, next_eval = time.time(), 0.0, eval_every
+
+    class Eval(BaseCallback):
+        def _on_step(self) -> bool:
+            nonlocal eval_s, next_eval
+            train_s = time.time() - t0 - eval_s
+            if self.num_timesteps >= next_eval:  # the env count need not divide eval_every
+                next_eval += eval_every
+                e0 = time.time()
+                s = evaluate(lambda o, t: model.predict(o, deterministic=True)[0], taskset, episodes,
+                             seed + 10_000 + self.num_timesteps)
+                eval_s += time.time() - e0
+                curve.append([self.num_timesteps, round(train_s, 1), float(np.mean(list(s.values()))), s])
+                print(f"{tag} s{seed} {self.num_timesteps} env steps, {train_s / 60:.1f} min: "
+                      f"{curve[-1][2]:.2f} {s}", flush=True)
+            return minutes is None or train_s < minutes * 60
+
+    model.learn(steps if steps is not None else 10**9, callback=Eval())
+    env.close()
+    return curve
+
+
 def run_mtrl(seed: int, steps: int, runners: int, out: Path, episodes: int, async_rollouts: bool = False,
              overrides: list[str] | None = None) -> dict:
     import torch

@@ -39,7 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from peers import evaluate  # noqa: E402
+from peers import sb3_sac_curve  # noqa: E402
 from runlock import run_once  # noqa: E402
 from sac_recipes import load  # noqa: E402
 
@@ -52,43 +52,12 @@ MTRL_ROWS = {"base": "mtrl MT-SAC, shared 256x2 (matched)",
 LEVELS = (0.4, 0.5, 0.6, 0.7, 0.8)
 
 
-def run_sb3(seed: int, minutes: float, eval_every: int, episodes: int) -> list[list[float]]:
-    """SB3 SAC on reach4 until ``minutes`` of training wall-clock; returns [[env steps, s, success], ...]."""
-    import torch
-    from stable_baselines3 import SAC as SB3SAC
-    from stable_baselines3.common.callbacks import BaseCallback
-
+def run_sb3(seed: int, minutes: float, eval_every: int, episodes: int) -> list[list]:
+    """SB3 SAC on reach4 until ``minutes`` of training wall-clock; returns [[env steps, s, success, per task], ...]."""
     from mtrl.interop import sb3_vec_env
 
-    torch.set_num_threads(1)
-    venv = sb3_vec_env(TASKSET, envs_per_task=1, seed=seed)
-    model = SB3SAC("MlpPolicy", venv, learning_rate=SAC["lr"], buffer_size=SAC["buffer"],
-                   learning_starts=SAC["learning_starts"], batch_size=SAC["batch"], tau=SAC["tau"], gamma=SAC["gamma"],
-                   train_freq=SAC["train_freq"], gradient_steps=SAC["gradient_steps"], seed=seed, device="cpu",
-                   policy_kwargs=dict(net_arch=SAC["hidden"]))
-    curve: list[list[float]] = []
-    t0 = time.time()
-    eval_s = 0.0
-    next_eval = eval_every
-
-    class Eval(BaseCallback):
-        def _on_step(self) -> bool:
-            nonlocal eval_s, next_eval
-            train_s = time.time() - t0 - eval_s
-            if self.num_timesteps >= next_eval:  # the env count need not divide eval_every
-                next_eval += eval_every
-                e0 = time.time()
-                s = evaluate(lambda o, t: model.predict(o, deterministic=True)[0], TASKSET, episodes,
-                             seed + 10_000 + self.num_timesteps)
-                eval_s += time.time() - e0
-                curve.append([self.num_timesteps, round(train_s, 1), float(np.mean(list(s.values()))), s])
-                print(f"sb3 s{seed} {self.num_timesteps} env steps, {train_s / 60:.1f} min: "
-                      f"{curve[-1][2]:.2f} {s}", flush=True)
-            return train_s < minutes * 60
-
-    model.learn(10**9, callback=Eval())
-    venv.close()
-    return curve
+    return sb3_sac_curve(sb3_vec_env(TASKSET, envs_per_task=1, seed=seed), TASKSET, SAC, seed, eval_every, episodes,
+                         minutes=minutes)
 
 
 def first_reach(curve: np.ndarray, level: float) -> float | None:

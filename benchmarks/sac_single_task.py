@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from peers import evaluate  # noqa: E402
+from peers import sb3_sac_curve  # noqa: E402
 from runlock import run_once  # noqa: E402
 from sac_recipes import load, run_one  # noqa: E402
 
@@ -37,35 +36,13 @@ VARIANTS = {"matched": MTRL}
 
 
 def run_sb3(task: str, seed: int, steps: int, eval_every: int, episodes: int) -> list[list[float]]:
-    """SB3 SAC on TaskSetEnv(metaworld/MT1:task); returns [[env steps, wall s, success], ...]."""
-    import torch
-    from stable_baselines3 import SAC as SB3SAC
-    from stable_baselines3.common.callbacks import BaseCallback
-
+    """SB3 SAC on TaskSetEnv(metaworld/MT1:task); returns [[env steps, training s, success], ...]."""
     from mtrl.interop import TaskSetEnv
 
-    torch.set_num_threads(1)
     taskset = f"metaworld/MT1:{task}"
-    env = TaskSetEnv(taskset, seed=seed)
-    model = SB3SAC("MlpPolicy", env, learning_rate=SAC["lr"], buffer_size=1_000_000, learning_starts=SAC["learning_starts"],
-                   batch_size=SAC["batch"], tau=SAC["tau"], gamma=SAC["gamma"], train_freq=1, gradient_steps=1,
-                   seed=seed, device="cpu", policy_kwargs=dict(net_arch=SAC["hidden"]))
-    curve: list[list[float]] = []
-    t0 = time.time()
-
-    class Eval(BaseCallback):
-        def _on_step(self) -> bool:
-            if self.num_timesteps % eval_every == 0:
-                wall = time.time() - t0
-                s = evaluate(lambda o, t: model.predict(o, deterministic=True)[0], taskset, episodes,
-                             seed + 10_000 + self.num_timesteps)
-                curve.append([self.num_timesteps, wall, float(np.mean(list(s.values())))])
-                print(f"sb3 {task} s{seed} {self.num_timesteps}: {curve[-1][2]:.2f}", flush=True)
-            return True
-
-    model.learn(steps, callback=Eval())
-    env.close()
-    return curve
+    curve = sb3_sac_curve(TaskSetEnv(taskset, seed=seed), taskset, SAC, seed, eval_every, episodes, steps=steps,
+                          tag=f"sb3 {task}")
+    return [row[:3] for row in curve]
 
 
 def main() -> None:
