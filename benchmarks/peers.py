@@ -80,6 +80,10 @@ MTRL_MODES: dict[str, tuple[str, int, bool, list[str]]] = {
     # RLlib's adaptive KL penalty on top of the clip (its default: coefficient 0.2, target 0.01)
     "async1-kl": ("mtrl (1 Ray runner, async, KL penalty)", 1, True, ["ppo.kl_coeff=0.2", "ppo.kl_target=0.01"]),
     "in-process-kl": ("mtrl (in-process, KL penalty)", 0, False, ["ppo.kl_coeff=0.2", "ppo.kl_target=0.01"]),
+    # the decoupled objective (Hilton et al. 2021): the clip and the KL around the pre-update policy
+    "async1-dec": ("mtrl (1 Ray runner, async, decoupled)", 1, True, ["ppo.decoupled=true"]),
+    "async1-kl-dec": ("mtrl (1 Ray runner, async, KL penalty, decoupled)", 1, True,
+                      ["ppo.kl_coeff=0.2", "ppo.kl_target=0.01", "ppo.decoupled=true"]),
 }
 
 

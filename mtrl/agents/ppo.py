@@ -21,6 +21,22 @@ exceeded ``2 * kl_target`` and by 0.5 where it fell below ``kl_target / 2`` (RLl
 statistic; the paper uses 2 and 1/2 at 1.5 x target). ``kl_coeff: 0`` (default) is plain clipped
 PPO. On resume the checkpointed ``beta`` continues unless the run's ``ppo.kl_coeff`` is 0 (the
 penalty is turned off) or the checkpoint's is (it is turned on at the configured value).
+
+Optional decoupled objective (Hilton, Cobbe & Schulman 2021, "Batch size-invariance for policy
+optimization", arXiv 2110.00641, eq. 2), for rollouts sampled by an older policy than the one
+being updated (``async_rollouts``: the behaviour policy is one update stale). With
+``decoupled: true`` the clip is taken around the *proximal* policy pi_prox, the learner's policy
+before this update (log-probabilities from one extra forward pass over the rollout), and the
+behaviour policy enters only through the importance weight w_i = pi_prox(a_i|s_i) / pi_beh(a_i|s_i):
+
+    r_i = pi(a_i|s_i) / pi_prox(a_i|s_i),   l^pg_i = -w_i min(r_i A_i, clip(r_i, 1-eps, 1+eps) A_i)
+
+and the KL penalty, when on, is w_i k3_i with k3 against pi_prox, so the KL it measures and
+steers is this update's step, not the step plus the staleness. w is a constant (no gradient),
+its log clamped to [-20, 20] as the ratio's; the paper leaves it unclipped (its weights stay near
+1 at a staleness of one update), and so does mtrl. The value and entropy terms are unchanged.
+With synchronous sampling pi_prox = pi_beh and w = 1 (up to float rounding between the runner's
+and the learner's forward passes), i.e. plain PPO at the cost of one forward pass.
 """
 
 from __future__ import annotations
@@ -70,6 +86,9 @@ class PPOConfig:
     # Ray runners sample the next rollout while the learner updates on this one (behaviour policy
     # one update stale; PPO's ratio to the stored behaviour log-probs is the importance weight)
     async_rollouts: bool = False
+    # clip around the learner's pre-update policy; pi_prox / pi_behaviour as a per-sample weight
+    # (Hilton et al. 2021: the correction one-update-stale rollouts call for; see the docstring)
+    decoupled: bool = False
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -78,9 +97,11 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(a if a.flags.writeable else a.copy())
 
 
-def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig, kl_coeff: float = 0.0):
+def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig, kl_coeff: float = 0.0, weight=None):
     """PPO's per-sample loss, its parts and the probability ratio ``(l, pg, vl, ratio)``
-    (``kl_coeff``: the current weight of the KL penalty, see the module docstring).
+    (``kl_coeff``: the current weight of the KL penalty, see the module docstring; ``weight``:
+    the decoupled objective's importance weight pi_prox / pi_behaviour, with ``old_logp`` then
+    log pi_prox).
 
     The log-ratio is clamped to [-20, 20] before ``exp``: a rollout far from the current policy
     (a behaviour-cloning warm start just moved it, a narrow Gaussian) would otherwise overflow the
@@ -88,11 +109,14 @@ def _ppo_per_sample(logp, ent, v, old_logp, adv, ret, cfg: PPOConfig, kl_coeff: 
     but the unclipped branch, whose push is then capped."""
     ratio = (logp - old_logp).clamp(-20.0, 20.0).exp()
     pg = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
+    if weight is not None:
+        pg = weight * pg
     vl = 0.5 * (v - ret) ** 2
     loss = pg + cfg.vf_coef * vl - cfg.ent_coef * ent
     if kl_coeff > 0.0:
         # the log term unclamped: beyond the ratio's clamp it still pulls toward pi_old with -grad log pi
-        loss = loss + kl_coeff * ((ratio - 1) - (logp - old_logp))
+        k3 = (ratio - 1) - (logp - old_logp)
+        loss = loss + kl_coeff * (k3 if weight is None else weight * k3)
     return loss, pg, vl, ratio
 
 
@@ -100,7 +124,8 @@ def _ppo_task_loss(call, tb, cfg: PPOConfig, kl_coeff: float = 0.0) -> tuple[tor
     """One task's (masked) PPO loss for the vmapped per-task gradients; aux: the masked sums
     of its parts (:func:`_stat_parts`), so the surgery path needs no second forward pass."""
     logp, ent, v = call(tb["obs"], tb["tids"], tb["acts"])
-    per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg, kl_coeff)
+    per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, tb["old_logp"], tb["adv"], tb["ret"], cfg, kl_coeff,
+                                                tb.get("weight"))
     m = tb["mask"]
     aux = {k: (x.detach() * m).sum() for k, x in _stat_parts(pg, vl, ent, ratio, logp, tb["old_logp"], cfg).items()}
     return (per_sample * m).sum() / m.sum().clamp_min(1.0), aux
@@ -241,6 +266,12 @@ class MTPPO:
         adv, ret = compute_gae(rollout, cfg.gamma, cfg.gae_lambda)
         abs_gae = _per_task_abs_mean(adv, rollout["task_ids"], self.num_tasks)
         obs, acts, old_logp, tids = (_tensor(rollout[k]).flatten(0, 1) for k in ("obs", "actions", "logp", "task_ids"))
+        is_w = None
+        if cfg.decoupled:  # pi_prox: this policy before the update; the behaviour policy only weights
+            with torch.no_grad():
+                prox_logp = self.net(obs, tids, acts)[0]
+            is_w = (prox_logp - old_logp).clamp(-20.0, 20.0).exp()
+            old_logp = prox_logp
         adv_t = torch.as_tensor(adv).flatten(0, 1).float()
         ret_t = torch.as_tensor(ret).flatten(0, 1).float()
         B = obs.shape[0]
@@ -262,13 +293,15 @@ class MTPPO:
                     sel = idx[rows]  # [T, n_max] rollout rows: one gather per field
                     tb = {"obs": obs[sel], "tids": t[rows], "acts": acts[sel], "old_logp": old_logp[sel],
                           "adv": a.detach()[rows], "ret": ret_t[sel], "mask": mask.float()}
+                    if is_w is not None:
+                        tb["weight"] = is_w[sel]
                     res = self.surgery(_ppo_task_loss, tb, (cfg, self.kl_coeff), present=mask.any(1))
                     task_loss, part_sums, counts = res["losses"], res["aux"], mask.sum(1).float()
                     surgery_out = res["stats"]
                 else:
                     logp, ent, v = self.net(obs[idx], t, acts[idx])
                     per_sample, pg, vl, ratio = _ppo_per_sample(logp, ent, v, old_logp[idx], a, ret_t[idx], cfg,
-                                                                self.kl_coeff)
+                                                                self.kl_coeff, None if is_w is None else is_w[idx])
                     task_loss, _ = per_task_mean(per_sample, t, self.num_tasks)
                     counts = torch.bincount(t, minlength=self.num_tasks).float()
                     parts = _stat_parts(pg, vl, ent, ratio, logp, old_logp[idx], cfg)
@@ -313,6 +346,9 @@ class MTPPO:
             elif last_kl < 0.5 * cfg.kl_target:
                 self.kl_coeff *= 0.5
         out["ppo/kl_coeff"] = self.kl_coeff
+        if is_w is not None:  # how stale the behaviour policy was: 1 = not at all
+            out["ppo/is_weight_mean"] = float(is_w.mean())
+            out["ppo/is_weight_max"] = float(is_w.max())
         out.update(extras)  # surgery stats and diagnostics of the last minibatch
         out["ppo/abs_gae"] = abs_gae  # PLR's task score (mean |GAE| per task, before normalisation)
         out["ppo/lr"] = self.opt.param_groups[0]["lr"]
