@@ -10,7 +10,8 @@ threads, or ``--threads``) and ``cuda``, interleaved round by round:
 - ``mt10-pcgrad``: the same (float32) with ``surgery: pcgrad`` (per-task gradients by vmap);
 - ``mt50-paper``: 400x3 on MT50's 50 tasks (batch 6,400);
 - ``reach4-fast`` / ``mt10-fast``: ``agents/mtsac-fast.yaml``'s recipe (one 256x2 actor and twin
-  critic per task, bf16) on 4 and 10 tasks.
+  critic per task, bf16) on 4 and 10 tasks; ``reach4-fast-fp32`` in float32, ``reach4-fast-ln``
+  float32 with the LayerNorm critic.
 
 Prints one JSON object per case (median ms per update over the rounds, the CPU/GPU ratio: >1
 means the GPU is faster) and writes them to ``--out`` when given. Needs a CUDA build of torch
@@ -45,6 +46,10 @@ CASES = {  # name: (tasks, SACConfig fields, surgery)
     "mt10-pcgrad": (10, PAPER, "pcgrad"),
     "mt50-paper": (50, PAPER, "mean"),
     "reach4-fast": (4, FAST, "mean"),
+    # float32 (what precision auto picks on a CPU without bfloat16 instructions), and with the
+    # LayerNorm critic (sac.critic_layer_norm)
+    "reach4-fast-fp32": (4, {**FAST, "precision": "fp32"}, "mean"),
+    "reach4-fast-ln": (4, {**FAST, "precision": "fp32", "critic_layer_norm": True}, "mean"),
     "mt10-fast": (10, FAST, "mean"),
 }
 
