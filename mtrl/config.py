@@ -352,6 +352,14 @@ def _validate_sac(cfg: DictConfig, num_tasks: int) -> None:
                         f"got {sac.utd}, {sac.learning_starts}, {sac.tau}, {sac.init_alpha}")
     if sac.heads not in ("single", "multi", "ensemble"):
         raise MtrlError(f"unknown sac.heads {sac.heads!r}; valid choices: 'single', 'multi', 'ensemble'")
+    if sac.critic_layer_norm and sac.critic == "bronet":
+        raise MtrlError("sac.critic_layer_norm is for sac.critic=mlp; sac.critic=bronet has its own LayerNorms")
+    if sac.critic_layer_norm and sac.heads != "ensemble" and sac.critic == "mlp":
+        from mtrl.agents import archs
+
+        if not archs.takes_layer_norm(sac.arch):
+            raise MtrlError(f"sac.critic_layer_norm is built for the MLP critic trunks (arch mlp or multihead, or "
+                            f"heads ensemble), not sac.arch={sac.arch!r}")
 
 
 def save(cfg: DictConfig, path: Path) -> None:

@@ -244,7 +244,8 @@ def test_decoupled_objective_per_sample_matches_hand_computation():
     w = (prox - beh).exp()  # 2, 1, 0.5
     loss, pg, _, ratio = _ppo_per_sample(logp, zero, zero, prox, adv, zero, cfg, kl_coeff=0.0, weight=w)
     torch.testing.assert_close(ratio, torch.tensor([1.25, 5 / 6, 1.0]))
-    # r A clipped at 1.2 (positive A), unclipped 5/6 -> min(-5/6, -0.8) = -5/6 (negative A), r = 1
+    # sample 0: r = 1.25 > 1 + eps with A > 0, clipped to 1.2; sample 1: r = 5/6 inside the clip
+    # range, A < 0: -min(-5/6, -5/6); sample 2: r = 1
     torch.testing.assert_close(pg, torch.tensor([-2.0 * 1.2, 1.0 * 5 / 6, -0.5 * 2.0]))
     torch.testing.assert_close(loss, pg)
     kl_loss, *_ = _ppo_per_sample(logp, zero, zero, prox, adv, zero, cfg, kl_coeff=3.0, weight=w)
@@ -277,3 +278,43 @@ def test_decoupled_update_equals_plain_ppo_on_a_fresh_rollout_and_weights_a_stal
     assert b2["ppo/is_weight_max"] > 1.0 + 1e-3
     assert float(b2["ppo/clip_frac"]) < float(a2["ppo/clip_frac"])  # the clip is around pi_prox, not pi_beh
     assert all(torch.isfinite(p).all() for p in dec.net.parameters())
+
+
+def test_decoupled_weight_scales_the_policy_gradient_on_both_paths():
+    """Behaviour log-probs lowered by c make w = e^c on every sample: with no value or entropy
+    term, one minibatch's gradient is e^c times the gradient with w = 1, and the plain and the
+    vmapped per-task path take the same step on a stale rollout."""
+    kw = dict(taskset="custom", tasks=["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-6x6-v0"], envs_per_task=2, seed=0)
+    probe = make(**kw)
+
+    def agent(d=0, **c):
+        cfg = PPOConfig(num_steps=16, epochs=1, minibatches=1, lr=1e-3, vf_coef=0.0, ent_coef=0.0, decoupled=True,
+                        max_grad_norm=1e9, **c)
+        return MTPPO(cfg, probe.obs_dim, 2, probe.single_action_space, seed=0, diagnostics_every=d)
+
+    ref = agent()
+    ro = Runner({**kw, "slots": list(range(4))}, ref.policy_spec, 0).sample(16, ref.policy_state())
+    grads = []
+    for c in (0.0, 0.5):
+        a = agent()
+        captured = {}
+        orig = a.opt.step
+
+        def step(a=a, captured=captured, orig=orig):
+            captured.update({n: p.grad.clone() for n, p in a.net.named_parameters() if p.grad is not None})
+            return orig()
+
+        a.opt.step = step
+        out = a.update({**ro, "logp": ro["logp"] - c})
+        np.testing.assert_allclose(out["ppo/is_weight_mean"], np.exp(c), rtol=1e-4)
+        grads.append(captured)
+    head = [n for n in grads[0] if grads[0][n].abs().sum() > 0]
+    assert head
+    for n in head:
+        torch.testing.assert_close(grads[1][n], np.exp(0.5) * grads[0][n], rtol=1e-4, atol=1e-7)
+    stale = {**ro, "logp": ro["logp"] + np.random.default_rng(0).normal(0, 0.3, ro["logp"].shape).astype(np.float32)}
+    plain, vmapped = agent(0, kl_coeff=0.2), agent(1, kl_coeff=0.2)
+    plain.update(stale)
+    vmapped.update(stale)
+    for p, q in zip(plain.net.parameters(), vmapped.net.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)

@@ -247,6 +247,16 @@ def test_two_hot_keeps_the_target_mean_and_clips_to_the_support():
 ])
 @pytest.mark.parametrize("surgery", ["mean", "pcgrad"])
 def test_sac_recipes_learn_a_fixed_batch_with_and_without_surgery(recipe, surgery):
+    _learn_fixed_batch(recipe, surgery)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_per_task_layer_norm_critics_learn_a_fixed_batch(precision):
+    """agents/mtsac-fast.yaml's per-task networks with sac.critic_layer_norm (nothing shared: no surgery)."""
+    _learn_fixed_batch({"critic_layer_norm": True, "heads": "ensemble", "precision": precision}, "mean")
+
+
+def _learn_fixed_batch(recipe: dict, surgery: str) -> None:
     T = 3
     cfg = SACConfig(hidden=[32, 32], batch_per_task=16, lr=1e-3, **recipe)
     agent = MTSAC(cfg, 8 + T, T, BOX, seed=0, surgery=surgery)
@@ -264,9 +274,10 @@ def test_sac_recipes_learn_a_fixed_batch_with_and_without_surgery(recipe, surger
 
 
 @pytest.mark.parametrize("heads", ["single", "ensemble"])
-def test_layer_norm_critic_is_scale_invariant_per_layer_and_learns(heads):
-    """h = relu(LN(W x + b)): scaling a task's first layer (W, b) by c > 0 leaves its Q unchanged,
-    and only that task's (ensemble) or every task's (shared) Q; the per-task recipe learns."""
+def test_layer_norm_critic_is_scale_invariant_per_layer(heads):
+    """h = relu(LN(W x + b)): scaling the first layer (W, b) by c > 0 (one task's, in the
+    ensemble) leaves Q unchanged; without the norm the same weights give another function.
+    (Learning a fixed batch: test_sac_recipes_learn_a_fixed_batch_with_and_without_surgery.)"""
     from mtrl.agents.sac_networks import TwinQ
 
     T, obs_dim = 3, 5
@@ -289,8 +300,21 @@ def test_layer_norm_critic_is_scale_invariant_per_layer_and_learns(heads):
     plain.load_state_dict(q.state_dict()) if heads == "ensemble" else None  # same weights, no LN
     if heads == "ensemble":
         assert not torch.allclose(plain(x, a, tids), before)  # the norm changes the function
-    with pytest.raises(ValueError, match="critic_layer_norm is built for the mlp trunk"):
+    with pytest.raises(MtrlError, match="critic_layer_norm is built for the MLP trunks"):
         TwinQ(obs_dim, 4, T, [16], "single", trunk="softmod", layer_norm=True)
+    with pytest.raises(ValueError, match="bronet has its own LayerNorms"):
+        TwinQ(obs_dim, 4, T, [16], "single", arch="bronet", layer_norm=True)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["sac.critic_layer_norm=true", "sac.critic=bronet"], "bronet has its own LayerNorms"),
+    (["sac.critic_layer_norm=true", "sac.arch=softmod"], "not sac.arch='softmod'"),
+    (["sac.arch_args={layer_norm: true}"], "takes no option 'layer_norm'"),
+])
+def test_layer_norm_critic_bad_combinations_are_refused_at_config_time(overrides, message):
+    with pytest.raises(MtrlError, match=message):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], overrides)
+    build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.critic_layer_norm=true", "sac.arch=multihead"])
 
 
 def test_bf16_keeps_weights_heads_and_losses_in_float32_and_learns_per_task_networks():

@@ -364,7 +364,9 @@ ARCHS: dict[str, Arch] = {
     "paco": Arch(PaCoTrunk, "PaCo (Sun et al. 2022): task weights combine K shared parameter sets"),
     "lora": Arch(LoRATrunk, "shared MLP with per-task low-rank adapters (LoRA, Hu et al. 2022)"),
 }
-_COMMON = ("in_dim", "hidden", "num_tasks", "act")
+# Constructor arguments that are not ``arch_args``: set by the networks that build a trunk
+# (``layer_norm``: MT-SAC's ``sac.critic_layer_norm``, for the critic's MLP trunk only).
+_COMMON = ("in_dim", "hidden", "num_tasks", "act", "layer_norm")
 
 
 def get(name: str) -> Arch:
@@ -398,10 +400,20 @@ def heads_for(name: str, heads: str) -> str:
 
 
 def build(name: str, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.ReLU,
-          **args) -> nn.Module:
-    """A trunk ``(x, task_ids) -> [B, out_dim]`` of architecture ``name``."""
+          layer_norm: bool = False, **args) -> nn.Module:
+    """A trunk ``(x, task_ids) -> [B, out_dim]`` of architecture ``name`` (``layer_norm``: only for
+    the trunks built on :class:`MLPTrunk`, see :func:`takes_layer_norm`)."""
     check_args(name, args)
+    if layer_norm:
+        if not takes_layer_norm(name):
+            raise MtrlError(f"sac.critic_layer_norm is built for the MLP trunks (mlp, multihead), not arch={name!r}")
+        args["layer_norm"] = True
     return get(name).trunk(in_dim, list(hidden), num_tasks, act, **args)
+
+
+def takes_layer_norm(name: str) -> bool:
+    """Whether architecture ``name``'s trunk is the plain MLP (which has a LayerNorm form)."""
+    return get(name).trunk is MLPTrunk
 
 
 def count_params(module: nn.Module) -> tuple[int, int]:

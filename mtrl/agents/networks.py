@@ -92,9 +92,10 @@ class TaskMLP(nn.Module):
     """One MLP per task (:class:`TaskLinear` layers, ``act`` after each).
 
     ``layer_norm``: each layer's pre-activation is layer-normalised, ``(z - mean(z)) / std(z)``
-    over its units, with no learned scale or shift (those would be one more per-task parameter
-    set; the next layer's weights absorb them), as in the LayerNorm critics of RLPD (Ball et al.
-    2023, arXiv 2302.02948) and BRO (arXiv 2405.16158)."""
+    over its units, as in the LayerNorm critics of RLPD (Ball et al. 2023, arXiv 2302.02948) and
+    BRO (arXiv 2405.16158), but without their learned per-unit scale and shift (a choice: it keeps
+    the per-task layers one batched weight and bias each; a positive scale would be absorbed by
+    the next layer, a shift before the ReLU would not, so this is a slightly smaller family)."""
 
     def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.Tanh,
                  layer_norm: bool = False):

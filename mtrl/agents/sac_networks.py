@@ -99,18 +99,16 @@ class TwinQ(nn.Module):
         self.ensemble = heads == "ensemble"
         self.bins = bins
         if arch == "bronet":
+            if layer_norm:
+                raise ValueError("sac.critic_layer_norm is for sac.critic=mlp; bronet has its own LayerNorms")
             if self.ensemble:
                 raise ValueError("sac.critic=bronet has no per-task (ensemble) form; use heads single or multi")
             self.bodies = nn.ModuleList(BroNet(in_dim, width, blocks) for _ in range(2))
             feat = width
         elif arch == "mlp":
-            if layer_norm and not self.ensemble and trunk != "mlp":
-                raise ValueError(f"sac.critic_layer_norm is built for the mlp trunk and the per-task ensemble, "
-                                 f"not sac.arch={trunk!r}")
-            ln = {"layer_norm": True} if layer_norm else {}
-            self.bodies = nn.ModuleList((TaskMLP(in_dim, hidden, num_tasks, nn.ReLU, **ln) if self.ensemble
-                                         else archs.build(trunk, in_dim, hidden, num_tasks, nn.ReLU,
-                                                          **{**(trunk_args or {}), **ln})) for _ in range(2))
+            self.bodies = nn.ModuleList((TaskMLP(in_dim, hidden, num_tasks, nn.ReLU, layer_norm) if self.ensemble
+                                         else archs.build(trunk, in_dim, hidden, num_tasks, nn.ReLU, layer_norm,
+                                                          **(trunk_args or {}))) for _ in range(2))
             feat = self.bodies[0].out_dim if not self.ensemble else (hidden[-1] if hidden else in_dim)
         else:
             raise ValueError(f"unknown sac.critic {arch!r}; valid: 'mlp', 'bronet'")
