@@ -79,6 +79,12 @@ VARIANTS: dict[str, list[str]] = {
     # topdown's Q rose steadily to 313 with no success (over-estimation off the data)
     "fast-ln": [*CPU, "sac.heads=ensemble", "sac.precision=auto", "sac.buffer_per_task=1000000",
                 "sac.critic_layer_norm=true"],
+    # ... and a floor under each task's temperature: in fast-ln seed 1 window-open's alpha fell from
+    # 1 to 0.024 while its critic was still flat (policy entropy ~2.7, near uniform), then to 0.008
+    # as the policy collapsed to entropy -4.5 within 30k steps and the task was lost (0.9 -> 0.0);
+    # the floor is the alpha at which the critic started to take shape, rounded up
+    "fast-ln-amin": [*CPU, "sac.heads=ensemble", "sac.precision=auto", "sac.buffer_per_task=1000000",
+                     "sac.critic_layer_norm=true", "sac.alpha_min=0.03"],
 }
 
 

@@ -82,6 +82,22 @@ def test_alpha_gradient_is_each_tasks_own_entropy_only():
     assert not torch.equal(a1.log_alpha.grad[1], a2.log_alpha.grad[1])
 
 
+def test_alpha_min_floors_every_tasks_temperature():
+    """A near-uniform policy (entropy far above -|A|) drives alpha down at Adam's rate; the floor
+    holds it at alpha_min, the floorless learner falls below it."""
+    b = _batch()
+    free = MTSAC(SACConfig(hidden=[32, 32], alpha_lr=0.1), 8, 3, BOX, seed=0)
+    floor = MTSAC(SACConfig(hidden=[32, 32], alpha_lr=0.1, alpha_min=0.2), 8, 3, BOX, seed=0)
+    for _ in range(40):
+        free.update(b)
+        out = floor.update(b)
+    assert torch.all(free.log_alpha.exp() < 0.1)
+    torch.testing.assert_close(floor.log_alpha.exp(), torch.full((3,), 0.2))
+    np.testing.assert_allclose(out["sac/alpha"], 0.2, rtol=1e-5)
+    with pytest.raises(MtrlError, match="sac.alpha_min must be >= 0"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.alpha_min=-1"])
+
+
 def test_losses_are_per_task_vectors():
     agent = MTSAC(SACConfig(hidden=[16]), 8, 3, BOX)
     out = agent.update(_batch())

@@ -17,6 +17,14 @@ Recipes for sample efficiency (``SACConfig``; each keeps the ``[T]`` per-task lo
 works unchanged):
 
 - ``critic: bronet``: LayerNorm residual critic (BRO, arXiv 2405.16158) of its own width.
+- ``alpha_min``: a floor under each task's temperature, log alpha_t <- max(log alpha_t, log
+  alpha_min) after every temperature step. Why: on Meta-World's window-open the critic stays
+  flat for the first ~100k steps, the policy stays near maximum entropy whatever alpha is, so
+  the temperature loss drives alpha_t down at Adam's full rate (1 -> 0.008 by 136k steps); when
+  the critic then takes shape the policy collapses to near-determinism (entropy 2.7 -> -4.5 in
+  30k steps) with no exploration left, and the task is learned and lost (measured,
+  benchmarks/sac_recipes.py). Clamping is the simplest fix (a lower bound as in e.g. the
+  fixed-temperature SAC of Haarnoja et al. 2018a, here only as a floor under the learned one).
 - ``critic_layer_norm``: the ``mlp`` critic (shared trunk or per-task ensemble) with LayerNorm
   before each hidden activation, ``h = relu(LN(W x + b))`` (RLPD, Ball et al. 2023, arXiv
   2302.02948: it bounds Q by the output layer's norm and curbs over-estimation off the data).
@@ -80,6 +88,7 @@ class SACConfig:
     arch: str = "mlp"  # trunk of the actor and the MLP critics: mtrl.agents.archs (mlp, multihead, film, softmod, ...)
     arch_args: dict[str, Any] = field(default_factory=dict)  # the architecture's options (e.g. experts: 4)
     init_alpha: float = 1.0
+    alpha_min: float = 0.0  # > 0: a floor under every task's temperature (log alpha clamped after each step)
     target_entropy: float | None = None  # None: -|A|
     buffer_per_task: int = 100_000  # transitions kept per task
     learning_starts: int = 5_000  # env steps (all tasks) of uniform random actions before updates
@@ -434,6 +443,9 @@ class MTSAC:
         alpha_loss.backward()
         self._sync_grads([self.log_alpha])
         self.alpha_opt.step()
+        if self.cfg.alpha_min > 0.0:  # the temperature floor (see the module docstring)
+            with torch.no_grad():
+                self.log_alpha.clamp_(min=math.log(self.cfg.alpha_min))
         out["loss/actor"] = global_actor
         out["loss/alpha"] = global_alpha
         out["sac/entropy"] = self._mean(per_task_mean(-logp.detach(), tids, T)[0])[0]
