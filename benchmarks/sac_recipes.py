@@ -85,6 +85,11 @@ VARIANTS: dict[str, list[str]] = {
     # the floor is the alpha at which the critic started to take shape, rounded up
     "fast-ln-amin": [*CPU, "sac.heads=ensemble", "sac.precision=auto", "sac.buffer_per_task=1000000",
                      "sac.critic_layer_norm=true", "sac.alpha_min=0.03"],
+    # ... evaluated with a Polyak average of the actor (rate 0.001 per update: ~1,000 updates, ~8k
+    # env steps): it trains exactly as fast-ln-amin (same seed, same trajectory), so the pair is a
+    # paired comparison of the online and the averaged policy
+    "fast-ln-amin-ema": [*CPU, "sac.heads=ensemble", "sac.precision=auto", "sac.buffer_per_task=1000000",
+                         "sac.critic_layer_norm=true", "sac.alpha_min=0.03", "sac.actor_ema=0.001"],
 }
 
 

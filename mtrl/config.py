@@ -352,6 +352,8 @@ def _validate_sac(cfg: DictConfig, num_tasks: int) -> None:
                         f"got {sac.utd}, {sac.learning_starts}, {sac.tau}, {sac.init_alpha}")
     if sac.heads not in ("single", "multi", "ensemble"):
         raise MtrlError(f"unknown sac.heads {sac.heads!r}; valid choices: 'single', 'multi', 'ensemble'")
+    if not 0.0 <= sac.actor_ema <= 1.0:  # also refuses NaN
+        raise MtrlError(f"sac.actor_ema must be in [0, 1] (0: evaluate the actor itself), got {sac.actor_ema}")
     if not sac.alpha_min >= 0.0:  # also refuses NaN
         raise MtrlError(f"sac.alpha_min must be >= 0 (0: no floor under the temperature), got {sac.alpha_min}")
     if sac.critic_layer_norm and sac.critic == "bronet":

@@ -105,6 +105,7 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
     intervals, for the training tasks and, for a policy trained without task one-hots on a set
     with held-out tasks (ML10/ML45), for the test tasks too.
     """
+    from mtrl.agents.device import cpu_policy
     from mtrl.envs import make
     from mtrl.errors import MtrlError, choices, did_you_mean
     from mtrl.runs import env_kwargs, load_run
@@ -130,7 +131,7 @@ def evaluate_run(run_dir, checkpoint_path=None, episodes: int = 10, tasks=None, 
             continue
         kw = {**env_kwargs(cfg), "envs_per_task": 1, "seed": seed, "split": split}
         env = make(**kw, slots=chosen)
-        res = evaluate(agent.policy, env, episodes, seed=seed, progress=progress, label=split,
+        res = evaluate(cpu_policy(agent), env, episodes, seed=seed, progress=progress, label=split,
                        deterministic=deterministic)
         env.close()
         for i in chosen:

@@ -68,12 +68,13 @@ def _record_task(job: dict[str, Any]) -> dict[str, Any]:
     import imageio
     import torch
 
+    from mtrl.agents.device import cpu_policy
     from mtrl.envs import make
     from mtrl.runs import env_kwargs, load_run
 
     torch.set_num_threads(1)
     run = load_run(job["run_dir"], job["checkpoint"], job["trusted"])
-    cfg, agent = run.cfg, run.agent
+    cfg, policy = run.cfg, cpu_policy(run.agent)  # the evaluation policy (e.g. MT-SAC's averaged actor)
     kw = {**env_kwargs(cfg), "envs_per_task": 1, "seed": job["seed"], "split": job["split"]}
     env = make(**kw, slots=[job["task_index"]], render_mode="rgb_array",
                render_kwargs={"width": job["size"], "height": job["size"], "camera_name": job["camera"]})
@@ -89,7 +90,7 @@ def _record_task(job: dict[str, Any]) -> dict[str, Any]:
             f = caption(raw, [name, f"episode {ep + 1}  step {step}  success {int(succ)}"])
             frames.append(f)
             small.append(f)
-            a = agent.policy.act(torch.from_numpy(obs), torch.from_numpy(env.task_ids.copy()), deterministic=True)[0]
+            a = policy.act(torch.from_numpy(obs), torch.from_numpy(env.task_ids.copy()), deterministic=True)[0]
             obs, _, term, trunc, info = env.step(a.numpy())
             succ = succ or bool(info["success"][0])
             step += 1

@@ -98,6 +98,38 @@ def test_alpha_min_floors_every_tasks_temperature():
         build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.alpha_min=-1"])
 
 
+def test_actor_ema_averages_for_evaluation_only_and_checkpoints():
+    """actor_ema: the evaluation policy is theta_avg <- theta_avg + r (theta - theta_avg) after each
+    actor step; training is exactly that of a run without it; the average is checkpointed, and a
+    checkpoint without one starts it from the actor."""
+    from mtrl.agents.device import cpu_policy
+
+    b = _batch()
+    plain = MTSAC(SACConfig(hidden=[32, 32]), 8, 3, BOX, seed=0)
+    ema = MTSAC(SACConfig(hidden=[32, 32], actor_ema=0.1), 8, 3, BOX, seed=0)
+    assert cpu_policy(plain) is plain.actor and cpu_policy(ema) is ema.actor_avg
+    expected = [p.detach().clone() for p in ema.actor.parameters()]
+    for _ in range(5):
+        plain.update(b)
+        ema.update(b)
+        expected = [e + 0.1 * (p.detach() - e) for e, p in zip(expected, ema.actor.parameters())]
+    for p, q in zip(plain.actor.parameters(), ema.actor.parameters()):
+        assert torch.equal(p, q)  # the average does not touch training
+    for e, a in zip(expected, ema.actor_avg.parameters()):
+        torch.testing.assert_close(a, e)
+    assert not torch.equal(next(ema.actor_avg.parameters()), next(ema.actor.parameters()))
+    clone = MTSAC(SACConfig(hidden=[32, 32], actor_ema=0.1), 8, 3, BOX, seed=1)
+    clone.load_state_dict(ema.state_dict())
+    for a, c in zip(ema.actor_avg.parameters(), clone.actor_avg.parameters()):
+        assert torch.equal(a, c)
+    clone.load_state_dict(plain.state_dict())  # resumed from a run without the average
+    for a, c in zip(plain.actor.parameters(), clone.actor_avg.parameters()):
+        assert torch.equal(a, c)
+    assert "actor_avg" not in plain.state_dict()
+    with pytest.raises(MtrlError, match=r"sac.actor_ema must be in \[0, 1\]"):
+        build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], ["sac.actor_ema=2"])
+
+
 def test_losses_are_per_task_vectors():
     agent = MTSAC(SACConfig(hidden=[16]), 8, 3, BOX)
     out = agent.update(_batch())

@@ -81,9 +81,10 @@ def learner_device(agent) -> str:
 
 
 def cpu_policy(agent) -> torch.nn.Module:
-    """``agent.policy`` itself on a CPU learner; else a CPU copy of it (evaluation acts with CPU
-    observations and the CPU generator, as runners do)."""
-    policy = agent.policy
+    """The agent's evaluation policy (``eval_policy`` where it has one, else ``policy``) itself on
+    a CPU learner; else a CPU copy of it (evaluation acts with CPU observations and the CPU
+    generator, as runners do)."""
+    policy = getattr(agent, "eval_policy", agent.policy)
     if torch.device(getattr(agent, "device", "cpu")).type == "cpu":
         return policy
     return copy.deepcopy(policy).to("cpu")

@@ -25,6 +25,13 @@ works unchanged):
   30k steps) with no exploration left, and the task is learned and lost (measured,
   benchmarks/sac_recipes.py). Clamping is the simplest fix (a lower bound as in e.g. the
   fixed-temperature SAC of Haarnoja et al. 2018a, here only as a floor under the learned one).
+- ``actor_ema``: evaluation and recording act with a Polyak average of the actor's weights,
+  theta_avg <- (1 - actor_ema) theta_avg + actor_ema theta after every actor step (weight averaging
+  for stability, Nikishin et al. 2018, "Improving Stability in Deep RL with Weight Averaging"; the
+  target networks' update applied to the actor). Training, the runners' exploration and every
+  loss use the actor itself, so a run with it trains exactly as one without. Why: on reach4 the
+  deterministic success of window-open and button-press-topdown swings between 0.2 and 1.0 from
+  one evaluation to the next (20k env steps apart) while the training curve rises.
 - ``critic_layer_norm``: the ``mlp`` critic (shared trunk or per-task ensemble) with LayerNorm
   before each hidden activation, ``h = relu(LN(W x + b))`` (RLPD, Ball et al. 2023, arXiv
   2302.02948: it bounds Q by the output layer's norm and curbs over-estimation off the data).
@@ -49,6 +56,7 @@ drawn from the learner's CPU generator (so a GPU run draws the same noise as a C
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable
@@ -89,6 +97,7 @@ class SACConfig:
     arch_args: dict[str, Any] = field(default_factory=dict)  # the architecture's options (e.g. experts: 4)
     init_alpha: float = 1.0
     alpha_min: float = 0.0  # > 0: a floor under every task's temperature (log alpha clamped after each step)
+    actor_ema: float = 0.0  # > 0: evaluate and record with a Polyak average of the actor (this rate per step)
     target_entropy: float | None = None  # None: -|A|
     buffer_per_task: int = 100_000  # transitions kept per task
     learning_starts: int = 5_000  # env steps (all tasks) of uniform random actions before updates
@@ -197,6 +206,8 @@ class MTSAC:
         self.critic_target.requires_grad_(False)
         for net in (self.actor, self.critic, self.critic_target):
             net.to(self.device)
+        # the evaluation policy: a Polyak average of the actor (None: the actor itself)
+        self.actor_avg = copy.deepcopy(self.actor).requires_grad_(False) if cfg.actor_ema > 0 else None
         self.log_alpha = torch.nn.Parameter(torch.full((T,), math.log(cfg.init_alpha), device=self.device))
         # AdamW (decoupled weight decay, Loshchilov & Hutter 2019) when asked; the same state layout as Adam
         self.actor_opt = optim.adam(self.actor.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
@@ -244,6 +255,11 @@ class MTSAC:
         return self.actor
 
     @property
+    def eval_policy(self) -> TanhGaussianActor:
+        """The policy evaluation and recording act with: the averaged actor with ``actor_ema``."""
+        return self.actor if self.actor_avg is None else self.actor_avg
+
+    @property
     def networks(self) -> dict[str, torch.nn.Module]:
         """The trained networks by name (parameter counts at start)."""
         return {"actor": self.actor, "critic": self.critic}
@@ -257,7 +273,8 @@ class MTSAC:
                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
                 "alpha_opt": self.alpha_opt.state_dict(), "gen": self.gen.get_state(),
                 "updates": self.updates, "nan_skips": self.nan_skips,
-                "critic_surgery": self.critic_surgery.state_dict(), "actor_surgery": self.actor_surgery.state_dict()}
+                "critic_surgery": self.critic_surgery.state_dict(), "actor_surgery": self.actor_surgery.state_dict(),
+                **({"actor_avg": self.actor_avg.state_dict()} if self.actor_avg is not None else {})}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         if "group_gen" in s and self.sync is None:
@@ -277,6 +294,8 @@ class MTSAC:
         if "critic_surgery" in s:  # absent in checkpoints written before gradient surgery existed
             self.critic_surgery.load_state_dict(s["critic_surgery"])
             self.actor_surgery.load_state_dict(s["actor_surgery"])
+        if self.actor_avg is not None:  # a run without the average starts it from the actor
+            self.actor_avg.load_state_dict(s.get("actor_avg", s["actor"]))
 
     def task_stats(self, out: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Per-task (loss, error magnitude) of an :meth:`update` output for task schedulers: the
@@ -439,6 +458,10 @@ class MTSAC:
         if extra is not None:
             out["loss/extra"] = float(extra.detach())
         self.actor_opt.step()
+        if self.actor_avg is not None:  # p_avg <- p_avg + actor_ema (p - p_avg)
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.actor_avg.parameters()), list(self.actor.parameters()),
+                                     self.cfg.actor_ema)
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self._sync_grads([self.log_alpha])
