@@ -22,16 +22,20 @@ works unchanged):
   flat for the first ~100k steps, the policy stays near maximum entropy whatever alpha is, so
   the temperature loss drives alpha_t down at Adam's full rate (1 -> 0.008 by 136k steps); when
   the critic then takes shape the policy collapses to near-determinism (entropy 2.7 -> -4.5 in
-  30k steps) with no exploration left, and the task is learned and lost (measured,
-  benchmarks/sac_recipes.py). Clamping is the simplest fix (a lower bound as in e.g. the
-  fixed-temperature SAC of Haarnoja et al. 2018a, here only as a floor under the learned one).
+  30k steps) with little exploration left (measured, benchmarks/sac_recipes.py). Clamping is the
+  simplest fix (a lower bound as in e.g. the fixed-temperature SAC of Haarnoja et al. 2018a, here
+  only as a floor under the learned one). Measured with it (reach4, seed 1, with
+  ``critic_layer_norm``): the entropy stayed at 2.0-2.5, yet window-open's first loss (0.9 -> 0.0
+  between two evaluations) still happened, so the collapse was not its cause (BENCHMARKS.md).
 - ``actor_ema``: evaluation and recording act with a Polyak average of the actor's weights,
   theta_avg <- (1 - actor_ema) theta_avg + actor_ema theta after every actor step (weight averaging
   for stability, Nikishin et al. 2018, "Improving Stability in Deep RL with Weight Averaging"; the
   target networks' update applied to the actor). Training, the runners' exploration and every
   loss use the actor itself, so a run with it trains exactly as one without. Why: on reach4 the
   deterministic success of window-open and button-press-topdown swings between 0.2 and 1.0 from
-  one evaluation to the next (20k env steps apart) while the training curve rises.
+  one evaluation to the next (20k env steps apart) while the training curve rises. Measured on one
+  training trajectory (reach4, seed 1, rate 0.001): the averaged actor scored higher at 25 of 35
+  evaluations, with a third of the swing between them (BENCHMARKS.md).
 - ``critic_layer_norm``: the ``mlp`` critic (shared trunk or per-task ensemble) with LayerNorm
   before each hidden activation, ``h = relu(LN(W x + b))`` (RLPD, Ball et al. 2023, arXiv
   2302.02948: it bounds Q by the output layer's norm and curbs over-estimation off the data).
@@ -366,9 +370,7 @@ class MTSAC:
         if self.updates % cfg.actor_update_freq == 0:
             self._actor_step(obs, tids, alpha, out, noise.get("eps"))
         if self.updates % cfg.target_update_freq == 0:
-            with torch.no_grad():
-                tp, p = list(self.critic_target.parameters()), list(self.critic.parameters())
-                torch._foreach_lerp_(tp, p, cfg.tau)  # theta' <- (1 - tau) theta' + tau theta
+            _polyak_(self.critic_target, self.critic, cfg.tau)
         out["sac/alpha"] = self.log_alpha.detach().exp()
         out["sac/nan_skips"] = self.nan_skips
         return _to_numpy(out)
@@ -458,10 +460,8 @@ class MTSAC:
         if extra is not None:
             out["loss/extra"] = float(extra.detach())
         self.actor_opt.step()
-        if self.actor_avg is not None:  # p_avg <- p_avg + actor_ema (p - p_avg)
-            with torch.no_grad():
-                torch._foreach_lerp_(list(self.actor_avg.parameters()), list(self.actor.parameters()),
-                                     self.cfg.actor_ema)
+        if self.actor_avg is not None:
+            _polyak_(self.actor_avg, self.actor, self.cfg.actor_ema)
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self._sync_grads([self.log_alpha])
@@ -472,6 +472,13 @@ class MTSAC:
         out["loss/actor"] = global_actor
         out["loss/alpha"] = global_alpha
         out["sac/entropy"] = self._mean(per_task_mean(-logp.detach(), tids, T)[0])[0]
+
+
+def _polyak_(avg: torch.nn.Module, src: torch.nn.Module, rate: float) -> None:
+    """Polyak averaging in place: theta_avg <- (1 - rate) theta_avg + rate theta (the target
+    critics with rate tau; the evaluation actor with ``actor_ema``)."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(avg.parameters()), list(src.parameters()), rate)
 
 
 def _to_numpy(out: dict[str, Any]) -> dict[str, Any]:
