@@ -10,6 +10,8 @@ runs resume), so the benchmark can span sessions:
     .venv/bin/python benchmarks/imitation_minigrid.py --plot-only
     .venv/bin/python benchmarks/imitation_minigrid.py --taskset metaworld/reach4 --methods bc mhairl-bc \
         --labels labelled --steps 200000                    # Meta-World, scripted experts
+    .venv/bin/python benchmarks/imitation_minigrid.py --taskset metaworld/reach4 --methods mtppo-reward \
+        --steps 200000                                      # control: the same MT-PPO on the env's reward
 
 ``mhairl-bc`` is MH-AIRL with Option-BC (``agents/mhairl-bc.yaml``: a warm start and BC steps
 beside the adversarial reward). BC learns from the demos directly (its rollouts only measure it); unlabelled BC has no task id
@@ -39,6 +41,10 @@ METHOD_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "gail-mtsac-positive": ("gail-mtsac", ["imitation_args.reward=positive"]),
     "gail-mtsac-positive-d1": ("gail-mtsac", ["imitation_args.reward=positive", "imitation_args.disc_updates=1"]),
 }
+# Controls that learn from the environment's reward (no demos): the RL underneath the adversarial
+# methods at the same budget, so that "GAIL does not learn in 200k steps" can be told apart from
+# "MT-PPO does not learn in 200k steps". Their rows are labelled "reward".
+REWARD_CONTROLS: dict[str, str] = {"mtppo-reward": "mtppo"}
 ENV_PRESET = {"minigrid/MT5": "envs/minigrid-mt5.yaml", "minigrid/MT3": "envs/minigrid-mt3.yaml",
               "metaworld/reach4": "envs/reach4.yaml"}
 
@@ -55,7 +61,8 @@ def demos_path(out: Path, taskset: str, labelled: bool, episodes: int) -> Path:
 
 
 def run_one(method: str, labels: str, seed: int, args, out: Path) -> dict:
-    demos = demos_path(out, args.taskset, labels == "labelled", args.demo_episodes)
+    control = method in REWARD_CONTROLS
+    demos = demos_path(out, args.taskset, labels != "unlabelled", args.demo_episodes)  # expert success only, for a control
     run_dir = out / "runs" / f"{method}_{labels}_s{seed}"
     steps = args.bc_steps if method == "bc" else args.steps
     mtrl = [sys.executable, "-m", "mtrl.cli"]
@@ -64,8 +71,10 @@ def run_one(method: str, labels: str, seed: int, args, out: Path) -> dict:
         cmd = [*mtrl, "train", "--resume", str(run_dir), f"total_steps={steps}"]
     else:
         extra = ["one_hot=false"] if method == "bc" and labels == "unlabelled" else []
-        preset, overrides = METHOD_VARIANTS.get(method, (method, []))
-        cmd = [*mtrl, "train", ENV_PRESET[args.taskset], f"agents/{preset}.yaml", *overrides, f"demos={demos}",
+        preset, overrides = METHOD_VARIANTS.get(method, (REWARD_CONTROLS.get(method, method), []))
+        if not control:
+            overrides = [*overrides, f"demos={demos}"]
+        cmd = [*mtrl, "train", ENV_PRESET[args.taskset], f"agents/{preset}.yaml", *overrides,
                f"total_steps={steps}", f"seed={seed}", f"runners={args.runners}", f"run_dir={run_dir}",
                f"eval_every={steps // 5}", "eval_episodes=10", "log_every=5", *extra]
     print(f"== {method} {labels} seed {seed}", flush=True)
@@ -134,7 +143,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--taskset", default="minigrid/MT5", choices=sorted(ENV_PRESET))
     p.add_argument("--methods", nargs="+", default=["bc", "gail", "airl", "mhairl", "mhairl-bc"],
-                   help="agent presets (agents/NAME.yaml) or one of " + ", ".join(METHOD_VARIANTS))
+                   help="agent presets (agents/NAME.yaml) or one of " + ", ".join([*METHOD_VARIANTS, *REWARD_CONTROLS])
+                   + " (a control: the environment's reward, no demos; runs once per seed, labels 'reward')")
     p.add_argument("--labels", nargs="+", default=["labelled", "unlabelled"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=400_000, help="env steps for GAIL / AIRL")
@@ -153,8 +163,10 @@ def main() -> None:
 
     if not args.plot_only:
         for seed in args.seeds:
-            for labels in args.labels:
+            for labels in dict.fromkeys([*args.labels, "reward"]):
                 for method in args.methods:
+                    if (labels == "reward") != (method in REWARD_CONTROLS):
+                        continue
                     key = (method, labels, seed)
                     run_once(out, f"{method}_{labels}_s{seed}",
                              lambda r, key=key: (r["method"], r["labels"], r["seed"]) == key,
