@@ -322,7 +322,7 @@ def test_camrl_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(v, b["agent"]["net"][k]), k
 
 
-@pytest.mark.parametrize("ladder,edges", [("ladder", 4), ("ladder2", 4), ("ladder3", 8), ("crowd", 3), ("distract", 6)])
+@pytest.mark.parametrize("ladder,edges", [("ladder", 4), ("ladder2", 4), ("ladder3", 8), ("crowd", 3), ("distract", 6), ("sink", 12)])
 def test_ladder_preset_graph_matches_its_tasks(ladder, edges):
     from mtrl.envs import get
 
@@ -332,6 +332,10 @@ def test_ladder_preset_graph_matches_its_tasks(ladder, edges):
     assert len(sched.edges) == edges
     if ladder == "distract":  # the edges lead from targets (the last three tasks) to harder tasks
         assert {i for i, _ in sched.edges} >= {len(names) - 3, len(names) - 2, len(names) - 1}
+    elif ladder == "sink":  # two chains; every sink (the last eight tasks) only a child, never a parent of a root
+        children = {j for _, j in sched.edges}
+        assert set(range(len(names) - 8, len(names))) <= children
+        assert {i for i, _ in sched.edges} - children == {0, 3}  # the roots: DoorKey-6x6, Unlock
     elif ladder == "crowd":  # the edges end at the three targets, the last three tasks
         assert sorted({j for _, j in sched.edges}) == [len(names) - 3, len(names) - 2, len(names) - 1]
     else:

@@ -136,6 +136,16 @@ DISTRACT_FAR = ["DoorKey-16x16", "MultiRoom-N6", "KeyCorridorS4R3", "KeyCorridor
 register("minigrid/distract", _minigrid(
     "minigrid/distract", [f"MiniGrid-{t}-v0" for t in DISTRACT_FAR + CROWD_TARGETS],
     "3 key-and-door targets among 10 tasks out of reach for curricula: uniform gives the targets 3/13 of the data"))
+# Ladder 2's six productive tasks (two stones, four targets) among eight sinks: tasks that return
+# nothing at a 4M-step budget (KeyCorridorS4R3-S6R3, the larger ObstructedMazes, Playground, which
+# has no goal at all); see envs/minigrid-sink.yaml. Uniform slots give the sinks 8/14 of the data.
+SINK_PRODUCTIVE = ["DoorKey-6x6", "KeyCorridorS3R1", "KeyCorridorS3R2", "Unlock", "UnlockPickup", "BlockedUnlockPickup"]
+SINK_SINKS = ["KeyCorridorS4R3-v0", "KeyCorridorS5R3-v0", "KeyCorridorS6R3-v0", "ObstructedMaze-2Dlhb-v1",
+              "ObstructedMaze-1Q-v1", "ObstructedMaze-2Q-v1", "ObstructedMaze-Full-v1", "Playground-v0"]
+register("minigrid/sink", _minigrid(
+    "minigrid/sink", [f"MiniGrid-{t}-v0" for t in SINK_PRODUCTIVE] + [f"MiniGrid-{t}" for t in SINK_SINKS],
+    "2 stones and 4 key-and-door targets among 8 tasks that return nothing, for curricula: "
+    "uniform gives the sinks 8/14 of the data"))
 register("minigrid/MT3", _minigrid(
     "minigrid/MT3", ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0"],
     "3 small MiniGrid tasks for quick tests"))
