@@ -9,9 +9,10 @@ threads, or ``--threads``) and ``cuda``, interleaved round by round:
 - ``mt10-paper-bf16``: the same with ``sac.precision: bf16``;
 - ``mt10-pcgrad``: the same (float32) with ``surgery: pcgrad`` (per-task gradients by vmap);
 - ``mt50-paper``: 400x3 on MT50's 50 tasks (batch 6,400);
-- ``reach4-fast`` / ``mt10-fast``: ``agents/mtsac-fast.yaml``'s recipe (one 256x2 actor and twin
-  critic per task, bf16) on 4 and 10 tasks; ``reach4-fast-fp32`` in float32, ``reach4-fast-ln``
-  float32 with the LayerNorm critic.
+- ``reach4-fast`` / ``mt10-fast``: ``agents/mtsac-fast.yaml``'s per-task networks as measured
+  in session 8 (one 256x2 actor and twin critic per task, bf16, no LayerNorm) on 4 and 10 tasks;
+  ``reach4-fast-fp32`` in float32, ``reach4-fast-ln`` float32 with the LayerNorm critic (the
+  preset's critic since session 10).
 
 Prints one JSON object per case (median ms per update over the rounds, the CPU/GPU ratio: >1
 means the GPU is faster) and writes them to ``--out`` when given. Needs a CUDA build of torch
