@@ -70,8 +70,7 @@ VARIANTS: dict[str, list[str]] = {
     # The fast-* variants are ensemble-bf16-buf1m with precision auto (bf16 only on a CPU with bfloat16
     # instructions; sessions 6-8 ran on one, session 9's AMD EPYC has none) plus changes; since
     # session 10 agents/mtsac-fast.yaml is fast-ln-amin-ema (3 seeds).
-    # ensemble-bf16-buf1m with a higher entropy target (-|A|/2 instead of
-    # -|A|): on seed 1 window-open's temperature fell to 0.01 by 130k steps and its policy's entropy
+    # fast-ent2: a higher entropy target (-|A|/2 instead of -|A|): on seed 1 window-open's temperature fell to 0.01 by 130k steps and its policy's entropy
     # to -14 (the other tasks at -4) before the task was lost; more entropy keeps more exploration
     "fast-ent2": [*CPU, "sac.heads=ensemble", "sac.precision=auto", "sac.buffer_per_task=1000000",
                   "sac.target_entropy=-2"],

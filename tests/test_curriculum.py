@@ -332,7 +332,7 @@ def test_ladder_preset_graph_matches_its_tasks(ladder, edges):
     assert len(sched.edges) == edges
     if ladder == "distract":  # the edges lead from targets (the last three tasks) to harder tasks
         assert {i for i, _ in sched.edges} >= {len(names) - 3, len(names) - 2, len(names) - 1}
-    elif ladder == "sink":  # two chains; every sink (the last eight tasks) only a child, never a parent of a root
+    elif ladder == "sink":  # two chains from two roots; every sink (the last eight tasks) is a child, never a root
         children = {j for _, j in sched.edges}
         assert set(range(len(names) - 8, len(names))) <= children
         assert {i for i, _ in sched.edges} - children == {0, 3}  # the roots: DoorKey-6x6, Unlock

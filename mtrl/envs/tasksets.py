@@ -139,11 +139,13 @@ register("minigrid/distract", _minigrid(
 # Ladder 2's six productive tasks (two stones, four targets) among eight sinks: tasks that return
 # nothing at a 4M-step budget (KeyCorridorS4R3-S6R3, the larger ObstructedMazes, Playground, which
 # has no goal at all); see envs/minigrid-sink.yaml. Uniform slots give the sinks 8/14 of the data.
-SINK_PRODUCTIVE = ["DoorKey-6x6", "KeyCorridorS3R1", "KeyCorridorS3R2", "Unlock", "UnlockPickup", "BlockedUnlockPickup"]
+# (gymnasium ids without "MiniGrid-": the ObstructedMazes are the current v1)
+SINK_PRODUCTIVE = ["DoorKey-6x6-v0", "KeyCorridorS3R1-v0", "KeyCorridorS3R2-v0", "Unlock-v0", "UnlockPickup-v0",
+                   "BlockedUnlockPickup-v0"]
 SINK_SINKS = ["KeyCorridorS4R3-v0", "KeyCorridorS5R3-v0", "KeyCorridorS6R3-v0", "ObstructedMaze-2Dlhb-v1",
               "ObstructedMaze-1Q-v1", "ObstructedMaze-2Q-v1", "ObstructedMaze-Full-v1", "Playground-v0"]
 register("minigrid/sink", _minigrid(
-    "minigrid/sink", [f"MiniGrid-{t}-v0" for t in SINK_PRODUCTIVE] + [f"MiniGrid-{t}" for t in SINK_SINKS],
+    "minigrid/sink", [f"MiniGrid-{t}" for t in SINK_PRODUCTIVE + SINK_SINKS],
     "2 stones and 4 key-and-door targets among 8 tasks that return nothing, for curricula: "
     "uniform gives the sinks 8/14 of the data"))
 register("minigrid/MT3", _minigrid(
