@@ -91,7 +91,8 @@ def backfill(res_path: Path, episodes: int) -> None:
 #: Sets whose targets are not the children of their task graph (there the graph leads from a
 #: target to harder tasks, for mastering-rate).
 TARGETS = {"distract": ["DoorKey-6x6", "Unlock", "KeyCorridorS3R1"],
-           "sink": ["KeyCorridorS3R1", "KeyCorridorS3R2", "UnlockPickup", "BlockedUnlockPickup"]}
+           "sink": ["KeyCorridorS3R1", "KeyCorridorS3R2", "UnlockPickup", "BlockedUnlockPickup"],
+           "interfere": ["KeyCorridorS3R1", "KeyCorridorS3R2", "UnlockPickup", "BlockedUnlockPickup"]}
 
 
 def targets_of(env: str) -> list[str]:
@@ -165,7 +166,7 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per task in the final `mtrl eval`")
     p.add_argument("--task-share", default="episodes", choices=["episodes", "steps"],
                    help="what the weights set (config task_share); 'steps' runs are named CURRICULUM+steps")
-    p.add_argument("--env", default="ladder", choices=["ladder", "ladder2", "ladder3", "crowd", "distract", "sink"], help="envs/minigrid-<env>.yaml")
+    p.add_argument("--env", default="ladder", choices=["ladder", "ladder2", "ladder3", "crowd", "distract", "sink", "interfere"], help="envs/minigrid-<env>.yaml")
     p.add_argument("--out", default=None, help="default: benchmarks/results/curriculum_<env>")
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("--backfill", action="store_true", help="add stochastic evaluations to older result lines")

@@ -322,7 +322,8 @@ def test_camrl_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(v, b["agent"]["net"][k]), k
 
 
-@pytest.mark.parametrize("ladder,edges", [("ladder", 4), ("ladder2", 4), ("ladder3", 8), ("crowd", 3), ("distract", 6), ("sink", 12)])
+@pytest.mark.parametrize("ladder,edges", [("ladder", 4), ("ladder2", 4), ("ladder3", 8), ("crowd", 3), ("distract", 6), ("sink", 12),
+                                          ("interfere", 12)])
 def test_ladder_preset_graph_matches_its_tasks(ladder, edges):
     from mtrl.envs import get
 
@@ -332,7 +333,7 @@ def test_ladder_preset_graph_matches_its_tasks(ladder, edges):
     assert len(sched.edges) == edges
     if ladder == "distract":  # the edges lead from targets (the last three tasks) to harder tasks
         assert {i for i, _ in sched.edges} >= {len(names) - 3, len(names) - 2, len(names) - 1}
-    elif ladder == "sink":  # two chains from two roots; every sink (the last eight tasks) is a child, never a root
+    elif ladder in ("sink", "interfere"):  # two chains from two roots; each of the last eight tasks is a child only
         children = {j for _, j in sched.edges}
         assert set(range(len(names) - 8, len(names))) <= children
         assert {i for i, _ in sched.edges} - children == {0, 3}  # the roots: DoorKey-6x6, Unlock

@@ -148,6 +148,16 @@ register("minigrid/sink", _minigrid(
     "minigrid/sink", [f"MiniGrid-{t}" for t in SINK_PRODUCTIVE + SINK_SINKS],
     "2 stones and 4 key-and-door targets among 8 tasks that return nothing, for curricula: "
     "uniform gives the sinks 8/14 of the data"))
+# Ladder 2's six productive tasks among eight mission tasks that a policy without the mission text
+# can only solve by chance (go to / fetch / put near the named door or object): they return reward
+# and gradients that reward the wrong object or door half the time or more, where the sinks
+# returned nothing; see envs/minigrid-interfere.yaml.
+INTERFERE = ["GoToDoor-6x6-v0", "GoToDoor-8x8-v0", "Fetch-6x6-N2-v0", "Fetch-8x8-N3-v0", "GoToObject-6x6-N2-v0",
+             "GoToObject-8x8-N2-v0", "PutNear-6x6-N2-v0", "PutNear-8x8-N3-v0"]
+register("minigrid/interfere", _minigrid(
+    "minigrid/interfere", [f"MiniGrid-{t}" for t in SINK_PRODUCTIVE + INTERFERE],
+    "2 stones and 4 key-and-door targets among 8 mission tasks solvable only by chance without the "
+    "mission text, for curricula: uniform gives them 8/14 of the data"))
 register("minigrid/MT3", _minigrid(
     "minigrid/MT3", ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-6x6-v0", "MiniGrid-LavaGapS5-v0"],
     "3 small MiniGrid tasks for quick tests"))
