@@ -48,7 +48,8 @@ SAC = dict(hidden=[256, 256], batch=512, lr=3e-4, gamma=0.99, tau=0.005, learnin
            train_freq=2, gradient_steps=1)
 MTRL_ROWS = {"base": "mtrl MT-SAC, shared 256x2 (matched)",
              "ensemble-bf16": "mtrl MT-SAC, per-task nets, bf16, 100k buffer",
-             "ensemble-bf16-buf1m": "mtrl MT-SAC, mtsac-fast (per-task nets, bf16, 1M buffer)"}
+             "ensemble-bf16-buf1m": "mtrl MT-SAC, session-8 mtsac-fast (per-task nets, bf16, 1M buffer)",
+             "fast-ln-amin-ema": "mtrl MT-SAC, agents/mtsac-fast.yaml (+ LN critics, alpha floor, averaged actor)"}
 LEVELS = (0.4, 0.5, 0.6, 0.7, 0.8)
 
 
@@ -74,7 +75,7 @@ def report(out: Path, seeds: list[int]) -> list[str]:
     lines = ["| library | seed | budget (min) | training min | env steps | env steps/s | final | best | " +
              " | ".join(f"min to {lv:.1f}" for lv in LEVELS) + " |", "|---" * (8 + len(LEVELS)) + "|"]
     curves = []
-    for name, r in sorted(rows.values(), key=lambda x: x[0]):
+    for name, r in sorted(rows.values(), key=lambda x: (x[0], x[1]["seed"])):
         c = np.asarray([row[:3] for row in r["curve"]], dtype=float)
         if not len(c):
             continue
