@@ -90,9 +90,8 @@ def backfill(res_path: Path, episodes: int) -> None:
 
 #: Sets whose targets are not the children of their task graph (there the graph leads from a
 #: target to harder tasks, for mastering-rate).
-TARGETS = {"distract": ["DoorKey-6x6", "Unlock", "KeyCorridorS3R1"],
-           "sink": ["KeyCorridorS3R1", "KeyCorridorS3R2", "UnlockPickup", "BlockedUnlockPickup"],
-           "interfere": ["KeyCorridorS3R1", "KeyCorridorS3R2", "UnlockPickup", "BlockedUnlockPickup"]}
+LADDER2_TARGETS = ["KeyCorridorS3R1", "KeyCorridorS3R2", "UnlockPickup", "BlockedUnlockPickup"]
+TARGETS = {"distract": ["DoorKey-6x6", "Unlock", "KeyCorridorS3R1"], "sink": LADDER2_TARGETS, "interfere": LADDER2_TARGETS}
 
 
 def targets_of(env: str) -> list[str]:

@@ -149,9 +149,9 @@ register("minigrid/sink", _minigrid(
     "2 stones and 4 key-and-door targets among 8 tasks that return nothing, for curricula: "
     "uniform gives the sinks 8/14 of the data"))
 # Ladder 2's six productive tasks among eight mission tasks that a policy without the mission text
-# can only solve by chance (go to / fetch / put near the named door or object): they return reward
-# and gradients that reward the wrong object or door half the time or more, where the sinks
-# returned nothing; see envs/minigrid-interfere.yaml.
+# can only solve by chance (go to / fetch / put near the named door or object): they pay for a
+# pickup or `done` at whichever object or door chance makes the named one, where the sinks paid
+# nothing; see envs/minigrid-interfere.yaml.
 INTERFERE = ["GoToDoor-6x6-v0", "GoToDoor-8x8-v0", "Fetch-6x6-N2-v0", "Fetch-8x8-N3-v0", "GoToObject-6x6-N2-v0",
              "GoToObject-8x8-N2-v0", "PutNear-6x6-N2-v0", "PutNear-8x8-N3-v0"]
 register("minigrid/interfere", _minigrid(
