@@ -90,7 +90,13 @@ VARIANTS: dict[str, list[str]] = {
     # paired comparison of the online and the averaged policy
     "fast-ln-amin-ema": [*CPU, "sac.heads=ensemble", "sac.precision=auto", "sac.buffer_per_task=1000000",
                          "sac.critic_layer_norm=true", "sac.alpha_min=0.03", "sac.actor_ema=0.001"],
+    # CAMRL (issue 9) on the shipped recipe: agents/mtsac-fast-camrl.yaml, i.e. fast-ln-amin-ema
+    # (= agents/mtsac-fast.yaml) with the camrl task scheduler; compare in env steps (--total-steps)
+    # against fast-ln-amin-ema's curve, which has uniform task sampling
+    "fast-camrl": [],
 }
+# Variants that start from another preset than agents/mtsac.yaml (their overrides go on top of it).
+PRESETS: dict[str, str] = {"fast-camrl": "agents/mtsac-fast-camrl.yaml"}
 
 
 def load(path: Path) -> list[dict]:
@@ -99,15 +105,17 @@ def load(path: Path) -> list[dict]:
 
 def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: float | None, eval_every: int,
             eval_episodes: int, env: str = "envs/reach4.yaml", total_steps: int = 100_000_000) -> dict:
-    """One ``mtrl train ENV agents/mtsac.yaml`` run: stopped by SIGTERM after ``minutes`` of
-    wall-clock (None: when it reaches ``total_steps``); returns its result row."""
+    """One ``mtrl train ENV agents/mtsac.yaml`` run (``PRESETS`` names another preset for some
+    variants): stopped by SIGTERM after ``minutes`` of wall-clock (None: when it reaches
+    ``total_steps``); returns its result row."""
     run_dir = out / "runs" / f"{variant}_s{seed}"
     if run_dir.exists():  # an interrupted run: its wall-clock budget cannot be resumed fairly
         shutil.rmtree(run_dir)
-    cmd = [sys.executable, "-m", "mtrl.cli", "train", env, "agents/mtsac.yaml",
+    preset = PRESETS.get(variant, "agents/mtsac.yaml")
+    cmd = [sys.executable, "-m", "mtrl.cli", "train", env, preset,
            f"total_steps={total_steps}", f"seed={seed}", f"run_dir={run_dir}", f"eval_every={eval_every}",
            f"eval_episodes={eval_episodes}", "checkpoint_every=0", "log_every=20", *overrides]
-    print(f"== {variant} seed {seed}: {' '.join(overrides) or '(agents/mtsac.yaml as is)'}", flush=True)
+    print(f"== {variant} seed {seed}: {' '.join(overrides) or f'({preset} as is)'}", flush=True)
     run_dir.mkdir(parents=True)
     log = open(run_dir / "train.log", "w")
     # A higher priority (where allowed) keeps other work on the machine from eating the run's wall-clock.
@@ -125,6 +133,7 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
         sys.exit(f"{variant} seed {seed} failed (exit {proc.returncode}); see {run_dir / 'train.log'}")
     hist = load(run_dir / "eval_history.jsonl")
     return {"variant": variant, "seed": seed, "minutes": minutes, "overrides": overrides, "env": env,
+            "preset": preset, "total_steps": total_steps,
             "curve": [[h["step"], h["wall_s"], h["mean_success"]] for h in hist],
             "per_task_final": hist[-1]["success"] if hist else {},
             "load_avg": float(np.mean(loads)) if loads else None, "cpus": os.cpu_count(), "cpu": _cpu_model()}
@@ -197,29 +206,63 @@ def summarise(rows: list[dict], out: Path, title: str = "MT-SAC recipes on Meta-
     return summary
 
 
+def at_steps(rows: list[dict], variants: list[str], steps: list[int], out: Path) -> str:
+    """A comparison in env steps: per variant (each seed, then the mean), the deterministic success
+    at each of ``steps`` and the mean over every evaluation from the first of them on (averaging
+    the evaluation-to-evaluation swing); only runs whose curve reaches the last of ``steps``.
+    Written to ``OUT/table_steps.md``."""
+    head = ["variant", "seed", *(f"at {s // 1000}k" for s in steps), f"mean of evaluations {steps[0] // 1000}k-{steps[-1] // 1000}k"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in variants:
+        got = []
+        for r in sorted((r for r in rows if r["variant"] == v), key=lambda r: r["seed"]):
+            c = np.asarray(r["curve"])
+            if not len(c) or c[-1, 0] < steps[-1]:
+                continue
+            vals = [float(c[c[:, 0] <= s][-1, 2]) for s in steps]
+            window = c[(c[:, 0] >= steps[0]) & (c[:, 0] <= steps[-1]), 2]
+            got.append([*vals, float(window.mean())])
+            lines.append(f"| {v} | {r['seed']} | " + " | ".join(f"{x:.2f}" for x in got[-1]) + " |")
+        if got:
+            lines.append(f"| **{v}** | mean of {len(got)} | " + " | ".join(f"**{x:.2f}**" for x in np.mean(got, 0)) + " |")
+    text = "\n".join(lines) + "\n"
+    (out / "table_steps.md").write_text(text)
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--minutes", type=float, default=15)
+    p.add_argument("--total-steps", type=int, default=None,
+                   help="stop each run at this many env steps instead of after --minutes (a comparison in "
+                        "env steps, for runs that share the machine)")
     p.add_argument("--eval-every", type=int, default=20_000)
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--env", default="reach4", choices=["reach4", "manip4"], help="envs/<env>.yaml")
     p.add_argument("--out", default=None, help="default: benchmarks/results/sac_recipes (reach4), "
                                                "benchmarks/results/sac_recipes_<env> otherwise")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--at-steps", nargs="+", type=int, default=None,
+                   help="also tabulate success at these env steps for --variants (OUT/table_steps.md)")
     args = p.parse_args()
     out = Path(args.out or ROOT / ("benchmarks/results/sac_recipes" + ("" if args.env == "reach4" else f"_{args.env}")))
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
+    minutes = None if args.total_steps else args.minutes
     if not args.plot_only:
         for seed in args.seeds:  # seeds outermost: a partial ablation still compares every variant
             for v in args.variants:
                 run_once(out, f"{v}_s{seed}",
-                         lambda r, v=v, seed=seed: (r["variant"], r["seed"], r["minutes"]) == (v, seed, args.minutes),
-                         lambda v=v, seed=seed: run_one(v, seed, VARIANTS[v], out, args.minutes, args.eval_every,
-                                                        args.eval_episodes, env=f"envs/{args.env}.yaml"))
+                         lambda r, v=v, seed=seed: (r["variant"], r["seed"], r["minutes"], r.get("total_steps"))
+                         == (v, seed, minutes, args.total_steps or r.get("total_steps")),
+                         lambda v=v, seed=seed: run_one(v, seed, VARIANTS[v], out, minutes, args.eval_every,
+                                                        args.eval_episodes, env=f"envs/{args.env}.yaml",
+                                                        total_steps=args.total_steps or 100_000_000))
     print(json.dumps(summarise(load(results), out), indent=2))
+    if args.at_steps:
+        print(at_steps(load(results), args.variants, sorted(args.at_steps), out))
 
 
 if __name__ == "__main__":
