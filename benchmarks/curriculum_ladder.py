@@ -106,7 +106,8 @@ def targets_of(env: str) -> list[str]:
 
 
 def report(results: list[dict], out: Path, env: str = "ladder", suffix: str = "") -> dict:
-    """Mean final success per task and curriculum; PNG of target-task curves; markdown table."""
+    """Mean final success per task and curriculum (``table{suffix}.md``), the targets per seed
+    (``table_targets{suffix}.md``) and a PNG of target-task curves."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,6 +139,15 @@ def report(results: list[dict], out: Path, env: str = "ladder", suffix: str = ""
                 lines.append(f"| {c} | {row['seeds']} | {kind} | {v['mean']:.2f} | {v['target_mean']:.2f} | "
                              + " | ".join(f"{v['per_task'][t]:.2f}" for t in tasks) + " |")
     (out / f"table{suffix}.md").write_text("\n".join(lines) + "\n")
+    # per seed, the targets only: the spread that the means above hide
+    kinds = (("sampled", "stochastic_success"), ("window", "window_success"), ("deterministic", "final_success"))
+    lines = ["| curriculum, seed | " + " | ".join(k for k, _ in kinds) + " |", "|---" * (1 + len(kinds)) + "|",
+             f"| (targets: {', '.join(targets)}) |" + " |" * len(kinds)]
+    for c, rs in by.items():
+        for r in sorted(rs, key=lambda r: r["seed"]):
+            cells = [" ".join(f"{r[key][t]:.2f}" for t in targets) if key in r else "-" for _, key in kinds]
+            lines.append(f"| {c} {r['seed']} | " + " | ".join(cells) + " |")
+    (out / f"table_targets{suffix}.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), sharey=True)
     for ax, t in zip(np.atleast_1d(axes), targets):
         for c, rs in by.items():
