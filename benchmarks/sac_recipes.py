@@ -94,9 +94,11 @@ VARIANTS: dict[str, list[str]] = {
     # (= agents/mtsac-fast.yaml) with the camrl task scheduler; compare in env steps (--total-steps)
     # against fast-ln-amin-ema's curve, which has uniform task sampling
     "fast-camrl": [],
+    # ... without the actor pull toward the B-weighted earlier tasks (R = 0): only CAMRL's schedule
+    "fast-camrl-noreg": ["curriculum_args.reg_coef=0"],
 }
 # Variants that start from another preset than agents/mtsac.yaml (their overrides go on top of it).
-PRESETS: dict[str, str] = {"fast-camrl": "agents/mtsac-fast-camrl.yaml"}
+PRESETS: dict[str, str] = {"fast-camrl": "agents/mtsac-fast-camrl.yaml", "fast-camrl-noreg": "agents/mtsac-fast-camrl.yaml"}
 
 
 def load(path: Path) -> list[dict]:
