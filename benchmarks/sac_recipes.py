@@ -165,7 +165,9 @@ def summarise(rows: list[dict], out: Path, title: str = "MT-SAC recipes on Meta-
     by: dict[str, list[dict]] = {}
     for r in rows:  # runs of another length are their own row: "rnorm (60 min)"
         minutes = r.get("minutes")
-        key = r["variant"] if minutes in (None, 15) else f"{r['variant']} ({minutes:g} min)"
+        steps = r.get("total_steps") or 100_000_000
+        key = (f"{r['variant']} ({steps // 1000}k steps)" if minutes is None and steps < 100_000_000
+               else r["variant"] if minutes in (None, 15) else f"{r['variant']} ({minutes:g} min)")
         by.setdefault(key, []).append(r)
     summary = {}
     for v, rs in by.items():
