@@ -141,8 +141,8 @@ def report(results: list[dict], out: Path, env: str = "ladder", suffix: str = ""
     (out / f"table{suffix}.md").write_text("\n".join(lines) + "\n")
     # per seed, the targets only: the spread that the means above hide
     kinds = (("sampled", "stochastic_success"), ("window", "window_success"), ("deterministic", "final_success"))
-    lines = ["| curriculum, seed | " + " | ".join(k for k, _ in kinds) + " |", "|---" * (1 + len(kinds)) + "|",
-             f"| (targets: {', '.join(targets)}) |" + " |" * len(kinds)]
+    lines = [f"Targets, in this order: {', '.join(targets)}.", "",
+             "| curriculum, seed | " + " | ".join(k for k, _ in kinds) + " |", "|---" * (1 + len(kinds)) + "|"]
     for c, rs in by.items():
         for r in sorted(rs, key=lambda r: r["seed"]):
             cells = [" ".join(f"{r[key][t]:.2f}" for t in targets) if key in r else "-" for _, key in kinds]

@@ -98,7 +98,9 @@ VARIANTS: dict[str, list[str]] = {
     "fast-camrl-noreg": ["curriculum_args.reg_coef=0"],
 }
 # Variants that start from another preset than agents/mtsac.yaml (their overrides go on top of it).
-PRESETS: dict[str, str] = {"fast-camrl": "agents/mtsac-fast-camrl.yaml", "fast-camrl-noreg": "agents/mtsac-fast-camrl.yaml"}
+PRESETS: dict[str, str] = {v: "agents/mtsac-fast-camrl.yaml" for v in ("fast-camrl", "fast-camrl-noreg")}
+#: ``total_steps`` of a wall-clock run (stopped by SIGTERM long before it)
+NO_STEP_LIMIT = 100_000_000
 
 
 def load(path: Path) -> list[dict]:
@@ -106,7 +108,7 @@ def load(path: Path) -> list[dict]:
 
 
 def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: float | None, eval_every: int,
-            eval_episodes: int, env: str = "envs/reach4.yaml", total_steps: int = 100_000_000) -> dict:
+            eval_episodes: int, env: str = "envs/reach4.yaml", total_steps: int = NO_STEP_LIMIT) -> dict:
     """One ``mtrl train ENV agents/mtsac.yaml`` run (``PRESETS`` names another preset for some
     variants): stopped by SIGTERM after ``minutes`` of wall-clock (None: when it reaches
     ``total_steps``); returns its result row."""
@@ -165,8 +167,8 @@ def summarise(rows: list[dict], out: Path, title: str = "MT-SAC recipes on Meta-
     by: dict[str, list[dict]] = {}
     for r in rows:  # runs of another length are their own row: "rnorm (60 min)"
         minutes = r.get("minutes")
-        steps = r.get("total_steps") or 100_000_000
-        key = (f"{r['variant']} ({steps // 1000}k steps)" if minutes is None and steps < 100_000_000
+        steps = r.get("total_steps") or NO_STEP_LIMIT
+        key = (f"{r['variant']} ({steps // 1000}k steps)" if minutes is None and steps < NO_STEP_LIMIT
                else r["variant"] if minutes in (None, 15) else f"{r['variant']} ({minutes:g} min)")
         by.setdefault(key, []).append(r)
     summary = {}
@@ -259,11 +261,11 @@ def main() -> None:
         for seed in args.seeds:  # seeds outermost: a partial ablation still compares every variant
             for v in args.variants:
                 run_once(out, f"{v}_s{seed}",
-                         lambda r, v=v, seed=seed: (r["variant"], r["seed"], r["minutes"], r.get("total_steps"))
-                         == (v, seed, minutes, args.total_steps or r.get("total_steps")),
+                         lambda r, v=v, seed=seed: (r["variant"], r["seed"], r["minutes"]) == (v, seed, minutes)
+                         and (not args.total_steps or r.get("total_steps") == args.total_steps),
                          lambda v=v, seed=seed: run_one(v, seed, VARIANTS[v], out, minutes, args.eval_every,
                                                         args.eval_episodes, env=f"envs/{args.env}.yaml",
-                                                        total_steps=args.total_steps or 100_000_000))
+                                                        total_steps=args.total_steps or NO_STEP_LIMIT))
     print(json.dumps(summarise(load(results), out), indent=2))
     if args.at_steps:
         print(at_steps(load(results), args.variants, sorted(args.at_steps), out))
