@@ -96,9 +96,14 @@ VARIANTS: dict[str, list[str]] = {
     "fast-camrl": [],
     # ... without the actor pull toward the B-weighted earlier tasks (R = 0): only CAMRL's schedule
     "fast-camrl-noreg": ["curriculum_args.reg_coef=0"],
+    # ... with CAMRL's weights setting each task's share of env steps, not of episodes: a slot
+    # keeps its task while the weights do not change (uniform: one fixed slot per task, as
+    # without a curriculum), where per-episode draws balance the tasks only in expectation
+    "fast-camrl-steps": ["task_share=steps"],
 }
 # Variants that start from another preset than agents/mtsac.yaml (their overrides go on top of it).
-PRESETS: dict[str, str] = {v: "agents/mtsac-fast-camrl.yaml" for v in ("fast-camrl", "fast-camrl-noreg")}
+PRESETS: dict[str, str] = {v: "agents/mtsac-fast-camrl.yaml" for v in ("fast-camrl", "fast-camrl-noreg",
+                                                                        "fast-camrl-steps")}
 #: ``total_steps`` of a wall-clock run (stopped by SIGTERM long before it)
 NO_STEP_LIMIT = 100_000_000
 
