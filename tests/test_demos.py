@@ -96,6 +96,7 @@ def test_metaworld_controllers_solve_episodes_the_shipped_ones_fail(task, episod
         obs, _, term, trunc, info = env.step(expert(obs))
         if info["success"] or term or trunc:
             break
+    env.close()
     assert info["success"], f"{task} episode {episode} not solved"
 
 

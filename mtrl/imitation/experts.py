@@ -197,8 +197,7 @@ class PegInsertSideController:
     "descends to the peg" it is holding, and since the hand drags the peg with it, chases it
     across the table (+y, away from the hole) until the episode ends: 0.76 success over
     episodes 40-139 (0.85 in `mtrl demos metaworld/MT10`). Here the peg counts as *held* once
-    the original test passes (hand within 0.04 in x, y and 0.025 in z, after the gripper closed
-    on the way down), and stays held while the hand is within 0.04 in x, y and ``hold_dz`` in z;
+    the original test passes (hand within 0.04 in x, y and 0.025 in z), and stays held while the hand is within 0.04 in x, y and ``hold_dz`` in z;
     the targets and grip are Meta-World's. Episodes 40-139: 1.00. Written here rather than
     patched into Meta-World because its controllers are stateless by design.
     """
