@@ -7,6 +7,7 @@ hits every architecture alike; the median of ``--reps`` rounds is reported, with
 ``mlp`` under the same surgery and the parameter counts (total and per-task, actor + critic).
 
     .venv/bin/python benchmarks/speed_archs.py [--reps 7] [--threads 1] [--archs mlp moore ...]
+    .venv/bin/python benchmarks/speed_archs.py --archs mlp paco paco:compose=false   # with arch_args
 
 Prints JSON and writes it to ``benchmarks/results/speed_archs.json``.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+import yaml
 from speed_surgery import ACT, OBS, PER, T, batch  # the MT10-size batch and sizes
 
 from mtrl.agents import MTSAC, SACConfig, archs
@@ -31,11 +33,23 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def parse_arch(spec: str) -> tuple[str, dict]:
+    """``paco:compose=false,sets=3`` -> ``("paco", {"compose": False, "sets": 3})`` (values read as YAML)."""
+    name, _, rest = spec.partition(":")
+    kw = {}
+    for item in filter(None, rest.split(",")):
+        k, _, v = item.partition("=")
+        kw[k] = yaml.safe_load(v)
+    archs.check_args(name, kw)
+    return name, kw
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--archs", nargs="+", default=list(archs.ARCHS), choices=list(archs.ARCHS))
+    p.add_argument("--archs", nargs="+", default=list(archs.ARCHS),
+                   help="architecture names, each optionally with arch_args: NAME:KEY=VALUE[,KEY=VALUE]")
     p.add_argument("--surgery", nargs="+", default=["mean", "pcgrad"])
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/speed_archs.json"))
     args = p.parse_args()
@@ -45,8 +59,9 @@ def main() -> None:
     agents = {}
     for s in args.surgery:
         for a in args.archs:
-            extra = {"descriptions": descs} if archs.get(a).needs_descriptions else {}
-            agents[(a, s)] = MTSAC(SACConfig(arch=a, arch_args=extra), OBS, T, box, seed=0, surgery=s)
+            name, kw = parse_arch(a)
+            extra = {"descriptions": descs} if archs.get(name).needs_descriptions else {}
+            agents[(a, s)] = MTSAC(SACConfig(arch=name, arch_args={**extra, **kw}), OBS, T, box, seed=0, surgery=s)
     b = batch()
     for agent in agents.values():  # warm-up (allocator, vmap tracing)
         agent.update(b)

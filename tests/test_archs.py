@@ -106,6 +106,64 @@ def test_paco_with_one_task_is_a_plain_mlp_with_the_composed_weights():
     assert torch.allclose(paco(x, torch.zeros(9, dtype=torch.long)), mlp(x), atol=1e-5)
 
 
+def test_paco_composed_weights_equal_the_mixed_layer_outputs_on_every_path():
+    """compose=True (task's weights once, one GEMM per task) and compose=False (all K layers on every
+    row, outputs mixed) are one function: on a task-major batch, a shuffled batch with a task
+    missing, and in surgery's vmapped per-task gradients."""
+    from mtrl.surgery.jacobian import per_task_grads
+
+    fast, ref = _build("paco", sets=4), _build("paco", sets=4, compose=False)
+    ref.load_state_dict(fast.state_dict())
+    x, t = _rows()
+    torch.testing.assert_close(fast(x, t), ref(x, t), rtol=1e-5, atol=1e-6)
+    perm = torch.tensor([5, 0, 11, 3, 9, 1, 10, 2])  # tasks 1, 0, 2, 0, 2, 0, 2, 0: task 1 once
+    torch.testing.assert_close(fast(x[perm], t[perm]), ref(x[perm], t[perm]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast(x[:4], t[:4]), ref(x[:4], t[:4]), rtol=1e-5, atol=1e-6)  # task 0 only
+    target = torch.randn(4 * T, fast.out_dim)
+
+    def task_loss(call, tb):
+        return (call(tb["x"], tb["t"]) - tb["y"]).pow(2).mean(), {}
+
+    batch = {"x": x.view(T, 4, D), "t": t.view(T, 4), "y": target.view(T, 4, -1)}
+    names = [n for n, _ in fast.named_parameters()]
+    g_fast, l_fast, _ = per_task_grads(fast, names, task_loss, batch)
+    g_ref, l_ref, _ = per_task_grads(ref, names, task_loss, batch)
+    torch.testing.assert_close(l_fast, l_ref, rtol=1e-5, atol=1e-6)
+    for n in names:
+        torch.testing.assert_close(g_fast[n], g_ref[n], rtol=1e-4, atol=1e-6)
+
+
+def test_per_task_layers_give_each_task_its_own_gradient_under_vmap():
+    """TaskLinear reads its task from the first row inside surgery's vmap (one task per call)."""
+    from mtrl.agents.networks import TaskMLP
+
+    torch.manual_seed(0)
+    net = TaskMLP(D, [8, 5], T)
+    net.out_dim = 5
+    grads, vm, loop, _, _ = _vmapped_and_looped_grads(net)
+    torch.testing.assert_close(vm, loop, rtol=1e-5, atol=1e-6)
+    assert grads["layers.0.weight"][1, 0].abs().sum() == 0  # task 1's loss leaves task 0's layer alone
+
+
+def _vmapped_and_looped_grads(net):
+    """Per-task gradients of a squared error on ``_rows()``: vmapped (surgery's path) and by T backward
+    passes; returns ``(grads by name, vmapped [T, P], looped [T, P], vmapped losses, looped losses)``."""
+    from mtrl.surgery.jacobian import naive_per_task_grads, per_task_grads
+
+    x, t = _rows()
+    target = torch.randn(4 * T, net.out_dim)
+
+    def task_loss(call, tb):
+        return (call(tb["x"], tb["t"]) - tb["y"]).pow(2).mean(), {}
+
+    names = [n for n, _ in net.named_parameters()]
+    grads, losses, _ = per_task_grads(net, names, task_loss, {"x": x.view(T, 4, D), "t": t.view(T, 4),
+                                                              "y": target.view(T, 4, -1)})
+    per = torch.stack([(net(x[t == k], t[t == k]) - target[t == k]).pow(2).mean() for k in range(T)])
+    loop = naive_per_task_grads(per, [p for _, p in net.named_parameters()])
+    return grads, torch.cat([grads[n].flatten(1) for n in names], 1), loop, losses, per.detach()
+
+
 def _shared_mlp_of(net):
     mlp = MLPTrunk(D, [32, 32])
     with torch.no_grad():
@@ -203,23 +261,10 @@ def test_per_task_parameters_get_only_their_own_tasks_gradient_under_surgery(nam
 
 @pytest.mark.parametrize("name", list(archs.ARCHS))
 def test_vmapped_per_task_gradients_equal_the_loop_for_every_arch(name):
-    from mtrl.surgery.jacobian import naive_per_task_grads, per_task_grads
-
     net = _build(name)
     _perturb_task(net, 1)
-    x, t = _rows()
-    target = torch.randn(4 * T, net.out_dim)
-
-    def task_loss(call, tb):
-        return (call(tb["x"], tb["t"]) - tb["y"]).pow(2).mean(), {}
-
-    names = [n for n, _ in net.named_parameters()]
-    grads, losses, _ = per_task_grads(net, names, task_loss, {"x": x.view(T, 4, D), "t": t.view(T, 4),
-                                                              "y": target.view(T, 4, -1)})
-    per = torch.stack([(net(x[t == k], t[t == k]) - target[t == k]).pow(2).mean() for k in range(T)])
-    loop = naive_per_task_grads(per, [p for _, p in net.named_parameters()])
-    vm = torch.cat([grads[n].flatten(1) for n in names], 1)
-    assert torch.allclose(vm, loop, atol=1e-5) and torch.allclose(losses, per.detach(), atol=1e-6)
+    _, vm, loop, losses, per = _vmapped_and_looped_grads(net)
+    assert torch.allclose(vm, loop, atol=1e-5) and torch.allclose(losses, per, atol=1e-6)
 
 
 def test_the_plain_mlp_keeps_its_state_dict_keys():

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from mtrl.errors import MtrlError, choices, did_you_mean
+from mtrl.layout import is_one_task_per_call, is_task_major
 
 
 class TaskTable(nn.Module):
@@ -260,16 +261,23 @@ class MOORETrunk(nn.Module):
 class PaCoTrunk(nn.Module):
     """PaCo (Sun et al. 2022, "PaCo: Parameter-Compositional Multi-Task Reinforcement Learning",
     NeurIPS). ``K`` parameter sets ``Phi = [phi_1 .. phi_K]`` of the whole MLP are shared; task t's
-    network has the parameters ``theta_t = Phi w_t`` with a learned ``w_t in R^K``. A layer is
-    linear in its parameters, so it is computed as the same combination of the K layers' outputs:
+    network has the parameters ``theta_t = Phi w_t`` with a learned ``w_t in R^K``:
 
-        W_t x + b_t = sum_k w_{t,k} (W_k x + b_k)
+        W_t = sum_k w_{t,k} W_k,   b_t = sum_k w_{t,k} b_k,   h <- act(W_t h + b_t)
+
+    ``compose=True`` (default) computes each task's ``(W_t, b_t)`` once per call (T small
+    combinations) and runs every row through its task's layer: a task-major batch with equal
+    counts (MT-SAC's replay batches) is one ``baddbmm``, any other batch one GEMM per task present,
+    and inside surgery's vmapped per-task gradients (:func:`mtrl.layout.one_task_per_call`) one
+    GEMM per task. That costs about one MLP's forward plus ``T x K`` weight combinations, where
+    ``compose=False`` (the reference path) runs all K layers on every row and mixes the outputs,
+    ``sum_k w_{t,k} (W_k h + b_k)``: the same function, K times the GEMM work.
 
     (the task weights ``w_t`` start as independent N(0, 1/K) draws: E||w_t||^2 = 1, so the composed
     weights have the variance of one set's, and tasks start apart)."""
 
     def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, act: type[nn.Module] = nn.ReLU,
-                 sets: int = 5):
+                 sets: int = 5, compose: bool = True):
         super().__init__()
         if sets < 1:
             raise ValueError(f"paco needs sets >= 1, got {sets}")
@@ -278,8 +286,40 @@ class PaCoTrunk(nn.Module):
         self.comp = TaskTable(num_tasks, sets, init=lambda w: nn.init.normal_(w, 0.0, 1.0 / math.sqrt(sets)))
         self.act = act()
         self.out_dim = dims[-1]
+        self.compose = bool(compose)
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        if not self.compose:
+            return self._mixed(x, task_ids)
+        if is_one_task_per_call():  # surgery's vmap: every row is the first row's task
+            for w, b in self._composed(self.comp(task_ids[:1])[0]):  # [:1]: a 0-d index would need .item()
+                x = self.act(torch.addmm(b, x, w))
+            return x
+        T, n = self.comp.weight.shape[0], x.shape[0]
+        if is_task_major(task_ids, T):
+            h = x.reshape(T, n // T, -1)
+            for w, b in self._composed(self.comp.weight):
+                h = self.act(torch.baddbmm(b.unsqueeze(1), h, w))
+            return h.reshape(n, -1)
+        order = torch.argsort(task_ids, stable=True)
+        counts = torch.bincount(task_ids, minlength=T)
+        present = torch.nonzero(counts).squeeze(1)
+        layers = self._composed(self.comp.weight[present])
+        parts = []
+        for j, h in enumerate(x[order].split(counts[present].tolist())):
+            for w, b in layers:
+                h = self.act(torch.addmm(b[j], h, w[j]))
+            parts.append(h)
+        out = torch.empty(n, self.out_dim, dtype=parts[0].dtype, device=x.device)
+        out[order] = torch.cat(parts)
+        return out
+
+    def _composed(self, c: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(W [..., in, out], b [..., out])`` per layer for composition weights ``c [..., K]``."""
+        return [(torch.einsum("...k,kio->...io", c, w), c @ b) for w, b in zip(self.w, self.b)]
+
+    def _mixed(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """The reference path: every row through all K layers, outputs mixed by its task's ``w_t``."""
         c = self.comp(task_ids)  # [B, K]
         for w, b in zip(self.w, self.b):
             y = torch.einsum("bi,kio->bko", x, w) + b  # [B, K, out]
@@ -288,8 +328,7 @@ class PaCoTrunk(nn.Module):
 
     def task_weights(self, task: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Task ``task``'s composed ``(W [in, out], b)`` per layer: ``theta_t = Phi w_t``."""
-        c = self.comp.weight[task]
-        return [(torch.einsum("k,kio->io", c, w), c @ b) for w, b in zip(self.w, self.b)]
+        return self._composed(self.comp.weight[task])
 
 
 class TaskLoRA(nn.Module):

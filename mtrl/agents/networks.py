@@ -13,8 +13,6 @@ Two variants, chosen by ``heads``:
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 from collections.abc import Sequence
 
@@ -25,6 +23,8 @@ from torch import nn
 from torch.distributions import Categorical, Normal
 from torch.nn import functional as F
 
+from mtrl.layout import is_one_task_per_call, is_task_major
+
 
 def mlp(in_dim: int, hidden: Sequence[int], act: type[nn.Module] = nn.Tanh) -> nn.Sequential:
     """An MLP trunk ``in_dim -> hidden[0] -> ... -> hidden[-1]`` with ``act`` after each layer."""
@@ -34,22 +34,6 @@ def mlp(in_dim: int, hidden: Sequence[int], act: type[nn.Module] = nn.Tanh) -> n
         layers += [nn.Linear(d, h), act()]
         d = h
     return nn.Sequential(*layers)
-
-
-#: Rows of a batch known to be task-major with equal counts per task (set by :func:`task_major`):
-#: :class:`TaskLinear` then skips comparing the task ids, a wait for the GPU on a GPU learner.
-_TASK_MAJOR_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("task_major_rows", default=None)
-
-
-@contextlib.contextmanager
-def task_major(rows: int | None):
-    """Within this block, a ``rows``-row batch's task ids are ``[0]*n + [1]*n + ...`` (the caller
-    checked them, e.g. on the host before copying them to a GPU); None: nothing is known."""
-    token = _TASK_MAJOR_ROWS.set(rows)
-    try:
-        yield
-    finally:
-        _TASK_MAJOR_ROWS.reset(token)
 
 
 class TaskLinear(nn.Module):
@@ -74,8 +58,10 @@ class TaskLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         T, n = self.weight.shape[0], x.shape[0]
-        if n % T == 0 and (_TASK_MAJOR_ROWS.get() == n or torch.equal(
-                task_ids, torch.arange(T, device=task_ids.device).repeat_interleave(n // T))):
+        if is_one_task_per_call():  # surgery's vmap: one task's rows, its own layer
+            t = task_ids[:1]  # a 1-element index: a 0-d one would need .item(), which vmap refuses
+            return torch.addmm(self.bias[t][0], x, self.weight[t][0])
+        if is_task_major(task_ids, T):
             y = torch.baddbmm(self.bias[:, None, :], x.view(T, n // T, -1), self.weight)
             return y.reshape(n, -1)
         order = torch.argsort(task_ids, stable=True)

@@ -73,7 +73,6 @@ import torch
 
 from mtrl.agents import optim, precision
 from mtrl.agents.losses import per_task_mean
-from mtrl.agents.networks import task_major
 from mtrl.agents.sac_networks import (
     TanhGaussianActor,
     TwinQ,
@@ -81,6 +80,7 @@ from mtrl.agents.sac_networks import (
     upgrade_ensemble_critic,
     upgrade_ensemble_critic_opt,
 )
+from mtrl.layout import task_major
 from mtrl.surgery import get as get_surgery
 from mtrl.surgery.apply import SurgeryStep
 

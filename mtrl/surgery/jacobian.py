@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from mtrl.layout import one_task_per_call
+
 
 def group_by_task(task_ids: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Row indices ``[T, n_max]`` of each task's rows (padded with row 0) and a validity mask."""
@@ -38,7 +40,9 @@ def per_task_grads(module: nn.Module, params: list[str], task_loss: Callable, ba
         params: names of the parameters to differentiate.
         task_loss: ``task_loss(call, task_batch, *extra) -> (scalar, aux dict)`` where
             ``call(*inputs)`` runs the module with the differentiated parameters and
-            ``task_batch`` holds one task's ``[n, ...]`` slice of every tensor in ``batch``;
+            ``task_batch`` holds one task's ``[n, ...]`` slice of every tensor in ``batch`` (the
+            module runs under :func:`mtrl.layout.one_task_per_call`: its rows are one task's, up
+            to padding rows that the loss must mask);
             ``aux`` holds detached by-products (e.g. log-probabilities) to avoid a second forward.
         batch: tensors with a leading task axis ``[T, n, ...]``.
         extra: non-batched arguments passed through to ``task_loss``.
@@ -57,7 +61,8 @@ def per_task_grads(module: nn.Module, params: list[str], task_loss: Callable, ba
         loss, aux = task_loss(call, task_batch, *extra)
         return loss, {k: v.detach() for k, v in aux.items()}
 
-    (grads, (losses, aux)) = vmap(grad_and_value(loss_of, has_aux=True), in_dims=(None, 0))(diff, batch)
+    with one_task_per_call():  # each vmapped call is one task's slice: per-task layers can use it
+        (grads, (losses, aux)) = vmap(grad_and_value(loss_of, has_aux=True), in_dims=(None, 0))(diff, batch)
     return grads, losses.detach(), aux
 
 
