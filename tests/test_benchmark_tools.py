@@ -26,3 +26,18 @@ def test_run_once_appends_a_row_and_skips_done_or_locked_runs(tmp_path):
     assert load_rows(tmp_path / "results.jsonl") == [{"seed": 0, "success": 0.5}, {"seed": 1, "success": 0.5}]
     assert [json.loads(x)["seed"] for x in (tmp_path / "results.jsonl").read_text().splitlines()] == [0, 1]
     assert load_rows(tmp_path / "missing.jsonl") == []
+
+
+def test_surgery_comparison_recipe_builds_a_valid_config_for_each_method():
+    """benchmarks/archs_metaworld.py's surgery re-run: ``cagrad:c=0.9`` becomes its surgery_args, the
+    shared-network recipe is a valid run config for every method, and it shares no per-task networks."""
+    from archs_metaworld import SURGERY_RECIPE, surgery_overrides
+
+    from mtrl.config import build_config
+
+    assert surgery_overrides("cagrad:c=0.9") == ["surgery=cagrad", "surgery_args.c=0.9"]
+    assert surgery_overrides("pcgrad") == ["surgery=pcgrad"]
+    for spec, args in [("mean", {}), ("cagrad:c=0.9", {"c": 0.9}), ("nashmtl", {})]:
+        cfg = build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], [*SURGERY_RECIPE, *surgery_overrides(spec)])
+        assert cfg.surgery == spec.split(":")[0] and cfg.surgery_args == args
+        assert cfg.reward_norm == "max_return" and cfg.sac.heads == "single"
