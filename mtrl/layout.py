@@ -8,9 +8,12 @@ layout in a ``with`` block instead:
 
 - :func:`task_major`: a batch of ``rows`` rows is ``[0]*n + [1]*n + ...`` (MT-SAC's replay
   batches, checked on the host);
-- :func:`one_task_per_call`: every call of the network sees rows of one task only (the vmapped
-  per-task gradients of gradient surgery, :func:`mtrl.surgery.jacobian.per_task_grads`, where
-  each call gets one task's slice; padded rows of an uneven batch are masked out of the loss).
+- :func:`one_task_per_call`: every call of the network is one task's slice (the vmapped per-task
+  gradients of gradient surgery, :func:`mtrl.surgery.jacobian.per_task_grads`), and networks may
+  run all its rows with the first row's task. The slice of an uneven batch is padded with that
+  task's own last row (:func:`mtrl.surgery.jacobian.group_by_task`); a task with no rows at all
+  gets another task's row 0 as padding, computed with that task's weights, which is harmless
+  because the loss masks padding and such a task's loss is not used (``present``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def task_major(rows: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def one_task_per_call() -> Iterator[None]:
-    """Within this block, each call of a network gets rows of a single task (its first row's)."""
+    """Within this block, each call of a network is one task's slice: it may use its first row's task
+    for every row (see the module docstring for padding)."""
     token = _ONE_TASK.set(True)
     try:
         yield
@@ -47,7 +51,7 @@ def one_task_per_call() -> Iterator[None]:
 
 
 def is_one_task_per_call() -> bool:
-    """Whether the current call's rows all belong to the task of its first row."""
+    """Whether the current call is one task's slice (see :func:`one_task_per_call`)."""
     return _ONE_TASK.get()
 
 

@@ -119,6 +119,7 @@ def test_paco_composed_weights_equal_the_mixed_layer_outputs_on_every_path():
     perm = torch.tensor([5, 0, 11, 3, 9, 1, 10, 2])  # tasks 1, 0, 2, 0, 2, 0, 2, 0: task 1 once
     torch.testing.assert_close(fast(x[perm], t[perm]), ref(x[perm], t[perm]), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast(x[:4], t[:4]), ref(x[:4], t[:4]), rtol=1e-5, atol=1e-6)  # task 0 only
+    assert fast(x[:0], t[:0]).shape == ref(x[:0], t[:0]).shape == (0, fast.out_dim)
     target = torch.randn(4 * T, fast.out_dim)
 
     def task_loss(call, tb):

@@ -214,6 +214,7 @@ def test_group_by_task_pads_and_masks():
     idx, mask = group_by_task(torch.tensor([2, 0, 2, 2, 0]), 3)
     assert mask.tolist() == [[True, True, False], [False, False, False], [True, True, True]]
     assert idx[0, :2].tolist() == [1, 4] and idx[2].tolist() == [0, 2, 3]
+    assert idx[0, 2] == 4 and idx[1].tolist() == [0, 0, 0]  # padded with the task's own last row; none: row 0
 
 
 def test_vmap_per_task_grads_equal_naive_loop_and_heads_stay_separate():

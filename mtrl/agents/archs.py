@@ -8,8 +8,10 @@ curriculum. Per-task parameters live in modules flagged ``task_specific = True``
 gradient only (:func:`mtrl.surgery.apply.task_specific_names`) and aggregates the shared ones,
 with no case for any architecture in the learners.
 
-Every trunk is written for ``torch.func.vmap`` over tasks (the per-task gradients of surgery):
-per-task parameters are gathered by ``task_ids``, never selected by data-dependent branches.
+Every trunk runs under ``torch.func.vmap`` over tasks (the per-task gradients of surgery): per-task
+parameters are gathered by ``task_ids``; PaCo's composed path (and MT-SAC's per-task layers) branch
+on the batch's layout outside vmap and, inside it, rely on :func:`mtrl.layout.one_task_per_call`,
+which :func:`mtrl.surgery.jacobian.per_task_grads` sets (``compose=False`` needs neither).
 The input ``x`` keeps the task one-hot the environment appends; architectures that encode the
 task themselves (FiLM, SoftMod, CARE, MOORE, PaCo, LoRA) use their own task parameters on top.
 
@@ -271,7 +273,9 @@ class PaCoTrunk(nn.Module):
     and inside surgery's vmapped per-task gradients (:func:`mtrl.layout.one_task_per_call`) one
     GEMM per task. That costs about one MLP's forward plus ``T x K`` weight combinations, where
     ``compose=False`` (the reference path) runs all K layers on every row and mixes the outputs,
-    ``sum_k w_{t,k} (W_k h + b_k)``: the same function, K times the GEMM work.
+    ``sum_k w_{t,k} (W_k h + b_k)``: the same function up to rounding, K times the GEMM work (under
+    bfloat16 autocast the composed path's GEMMs run in bf16, as ``nn.Linear``'s do; the reference
+    path's einsums stay in float32).
 
     (the task weights ``w_t`` start as independent N(0, 1/K) draws: E||w_t||^2 = 1, so the composed
     weights have the variance of one set's, and tasks start apart)."""
@@ -301,12 +305,14 @@ class PaCoTrunk(nn.Module):
             for w, b in self._composed(self.comp.weight):
                 h = self.act(torch.baddbmm(b.unsqueeze(1), h, w))
             return h.reshape(n, -1)
+        if n == 0:
+            return x.new_zeros(0, self.out_dim)
         order = torch.argsort(task_ids, stable=True)
-        counts = torch.bincount(task_ids, minlength=T)
-        present = torch.nonzero(counts).squeeze(1)
+        counts = torch.bincount(task_ids, minlength=T).tolist()  # one host read of the counts
+        present = [t for t in range(T) if counts[t]]
         layers = self._composed(self.comp.weight[present])
         parts = []
-        for j, h in enumerate(x[order].split(counts[present].tolist())):
+        for j, h in enumerate(x[order].split([counts[t] for t in present])):
             for w, b in layers:
                 h = self.act(torch.addmm(b[j], h, w[j]))
             parts.append(h)

@@ -20,14 +20,18 @@ from mtrl.layout import one_task_per_call
 
 
 def group_by_task(task_ids: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row indices ``[T, n_max]`` of each task's rows (padded with row 0) and a validity mask."""
+    """Row indices ``[T, n_max]`` of each task's rows and a validity mask. A task's slice is padded
+    with its own last row (so every row of a slice is that task's data, see
+    :func:`mtrl.layout.one_task_per_call`); a task with no rows gets row 0."""
     counts = torch.bincount(task_ids, minlength=num_tasks)
     n_max = max(int(counts.max()), 1)
     order = torch.argsort(task_ids, stable=True)
     starts = torch.cumsum(counts, 0) - counts
     pos = torch.arange(n_max, device=task_ids.device)[None, :]
     mask = pos < counts[:, None]
-    idx = torch.where(mask, order[(starts[:, None] + pos).clamp_max(len(task_ids) - 1)], torch.zeros_like(pos))
+    last = (counts[:, None] - 1).clamp_min(0)
+    own = order[(starts[:, None] + torch.minimum(pos, last)).clamp_max(len(task_ids) - 1)]
+    idx = torch.where(counts[:, None] > 0, own, torch.zeros_like(pos))
     return idx, mask
 
 
