@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mtrl import checkpoint
 from mtrl.config import build_config
@@ -32,6 +33,46 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     assert "SIGTERM: writing a checkpoint" in out and f"continue with: mtrl train --resume {run}" in out
     ckpts = checkpoint.list_checkpoints(run / "checkpoints")
     assert len(ckpts) == 1 and 0 < checkpoint.load(ckpts[0])["step"] < 5_000_000
+
+
+PREEMPT_STEPS = 768 * 16  # minigrid-mt3: 6 slots x 128 steps per update, 16 updates
+PREEMPT_ARGS = ["envs/minigrid-mt3.yaml", "agents/mtppo.yaml", f"total_steps={PREEMPT_STEPS}", "checkpoint_every=0",
+                "seed=3"]
+
+
+def _uninterrupted(run, runners: int) -> dict:
+    """The same run never interrupted: in this process without runners (quicker), else as a user runs it
+    (Ray's runners draw their actions from their own generators, so it is not the in-process run)."""
+    if runners == 0:
+        train(build_config(PREEMPT_ARGS[:2], [*PREEMPT_ARGS[2:], f"run_dir={run}"]))
+    else:
+        subprocess.run([sys.executable, "-m", "mtrl.cli", "train", *PREEMPT_ARGS, f"runners={runners}",
+                        f"run_dir={run}"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    return checkpoint.load(checkpoint.latest(run))
+
+
+@pytest.mark.parametrize("runners", [0, 2])
+def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, runners):
+    """Pre-emption as SLURM or Kubernetes does it: SIGTERM mid-run, then ``--resume``; the final step
+    counter, update count and weights equal those of the same run never interrupted (in-process and
+    with two Ray runners; MiniGrid runs checkpoint the envs' state, so resume is exact)."""
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "mtrl.cli", "train", *PREEMPT_ARGS, f"runners={runners}",
+                             f"run_dir={cut}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and "steps/s" not in proc.stdout.readline():
+        pass
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    stopped = checkpoint.load(checkpoint.latest(cut))
+    assert 0 < stopped["step"] < PREEMPT_STEPS, "the signal came after the run had finished: nothing was tested"
+    subprocess.run([sys.executable, "-m", "mtrl.cli", "train", "--resume", str(cut)], cwd=ROOT, capture_output=True,
+                   text=True, timeout=300, check=True)
+    a, b = _uninterrupted(tmp_path / "full", runners), checkpoint.load(checkpoint.latest(cut))
+    assert a["step"] == b["step"] == PREEMPT_STEPS and a["agent"]["updates"] == b["agent"]["updates"] == 16
+    for k, v in a["agent"]["net"].items():
+        assert torch.equal(v, b["agent"]["net"][k]), k
 
 
 def test_truncated_newest_checkpoint_is_skipped_for_the_previous_one(tmp_path):
