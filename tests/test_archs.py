@@ -140,19 +140,18 @@ def test_per_task_layers_give_each_task_its_own_gradient_under_vmap():
 
     torch.manual_seed(0)
     net = TaskMLP(D, [8, 5], T)
-    net.out_dim = 5
-    grads, vm, loop, _, _ = _vmapped_and_looped_grads(net)
+    grads, vm, loop, _, _ = _vmapped_and_looped_grads(net, out_dim=5)
     torch.testing.assert_close(vm, loop, rtol=1e-5, atol=1e-6)
     assert grads["layers.0.weight"][1, 0].abs().sum() == 0  # task 1's loss leaves task 0's layer alone
 
 
-def _vmapped_and_looped_grads(net):
+def _vmapped_and_looped_grads(net, out_dim: int | None = None):
     """Per-task gradients of a squared error on ``_rows()``: vmapped (surgery's path) and by T backward
     passes; returns ``(grads by name, vmapped [T, P], looped [T, P], vmapped losses, looped losses)``."""
     from mtrl.surgery.jacobian import naive_per_task_grads, per_task_grads
 
     x, t = _rows()
-    target = torch.randn(4 * T, net.out_dim)
+    target = torch.randn(4 * T, out_dim or net.out_dim)
 
     def task_loss(call, tb):
         return (call(tb["x"], tb["t"]) - tb["y"]).pow(2).mean(), {}
