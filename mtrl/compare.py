@@ -10,7 +10,8 @@ confidence intervals. Two more columns per method: the *area under the curve* (m
 averaged over all of a run's evaluations, a learning-speed measure that a single final
 evaluation misses; mean and range over runs), and, for runs trained with
 ``diagnostics_every``, the gradient-conflict summary from TensorBoard: the fraction of
-conflicting task pairs averaged over the run and the median condition number, per loss.
+conflicting task pairs averaged over the run, the median condition number and the median
+spread of the per-task gradient norms (largest over smallest), per loss.
 Writes ``compare.md``, ``compare.json``, ``curves.png`` and ``per_task.png``.
 """
 
@@ -86,8 +87,14 @@ def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def conflict_summary(run: Path) -> dict[str, dict[str, float]]:
-    """``{loss: {"conflict_fraction": mean over the run, "condition_number": median}}`` from the
-    run's ``diag/...`` TensorBoard scalars (loss ``all`` for learners with one loss); ``{}`` if none."""
+    """``{loss: {"conflict_fraction": mean over the run, "condition_number": median,
+    "norm_spread": median}}`` from the run's ``diag/...`` TensorBoard scalars (loss ``all`` for
+    learners with one loss); ``{}`` if none.
+
+    ``norm_spread`` is, at each diagnostics step, the largest per-task gradient norm over the
+    smallest (``diag/<loss>/grad_norm/<task>``), median over the run: how unequal the tasks' loss
+    scales are (e.g. from unequal reward scales), which the norm-sensitive methods (CAGrad,
+    Nash-MTL, MGDA) react to. NaN if the run logged no per-task norms."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(run), size_guidance={"scalars": 0})
@@ -103,8 +110,21 @@ def conflict_summary(run: Path) -> dict[str, dict[str, float]]:
         cond = [e.value for e in ea.Scalars(prefix + "condition_number")] if prefix + "condition_number" in tags else []
         cond = [c for c in cond if np.isfinite(c)]
         out[loss] = {"conflict_fraction": float(np.mean(frac)),
-                     "condition_number": float(np.median(cond)) if cond else float("nan")}
+                     "condition_number": float(np.median(cond)) if cond else float("nan"),
+                     "norm_spread": _norm_spread(ea, [t for t in tags if t.startswith(prefix + "grad_norm/")
+                                                      and t != prefix + "grad_norm/mean"])}
     return out
+
+
+def _norm_spread(ea: Any, tags: list[str]) -> float:
+    """Median over the diagnostics steps of max/min of the per-task gradient norms in ``tags``."""
+    by_step: dict[int, list[float]] = {}
+    for tag in tags:
+        for e in ea.Scalars(tag):
+            by_step.setdefault(e.step, []).append(e.value)
+    ratios = [max(v) / min(v) for v in by_step.values() if len(v) == len(tags) > 1 and min(v) > 0]
+    ratios = [r for r in ratios if np.isfinite(r)]
+    return float(np.median(ratios)) if ratios else float("nan")
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -167,7 +187,8 @@ def _extras(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if losses:
         out["conflict"] = {loss: {"runs": sum(loss in s for s in summaries),
                                   **{key: _finite_mean([s[loss][key] for s in summaries if loss in s])
-                                     for key in ("conflict_fraction", "condition_number")}} for loss in losses}
+                                     for key in ("conflict_fraction", "condition_number", "norm_spread")}}
+                           for loss in losses}
     return out
 
 
@@ -191,7 +212,8 @@ def markdown(result: dict[str, Any]) -> str:
     extra = [(m, v) for m, v in result["methods"].items() if "auc" in v or "conflict" in v]
     if extra:
         losses = sorted({k for _, v in extra for k in v.get("conflict", {})})
-        cols = [f"conflicting pairs ({k})" for k in losses] + [f"cond. number ({k})" for k in losses]
+        cols = ([f"conflicting pairs ({k})" for k in losses] + [f"cond. number ({k})" for k in losses]
+                + [f"grad-norm spread ({k})" for k in losses])
         text += "\n| method | area under curve [min, max over runs] | " + " | ".join(cols) + " |\n"
         text += "|" + "---|" * (2 + len(cols)) + "\n"
         for m, v in extra:
@@ -206,12 +228,15 @@ def markdown(result: dict[str, Any]) -> str:
                     return "-"
                 return format(c[k][key], fmt) + (f" ({c[k]['runs']} runs)" if c[k]["runs"] != v["runs"] else "")
 
-            cells = [cell(k, "conflict_fraction", ".2f") for k in losses] + [cell(k, "condition_number", ".1f") for k in losses]
+            cells = ([cell(k, "conflict_fraction", ".2f") for k in losses]
+                     + [cell(k, "condition_number", ".1f") for k in losses]
+                     + [cell(k, "norm_spread", ".1f") for k in losses])
             text += f"| {m} | {auc} | " + " | ".join(cells) + " |\n"
         text += ("\nArea under curve: mean success averaged over all deterministic evaluations of a run "
                  "(learning speed; runs without evaluations during training are left out). "
                  "Conflicting pairs: fraction of task pairs with negative gradient cosine, averaged over the "
-                 "run's diagnostics; condition number of the task-gradient matrix, median over the run.\n")
+                 "run's diagnostics; condition number of the task-gradient matrix, median over the run; "
+                 "grad-norm spread: largest over smallest per-task gradient norm, median over the run.\n")
     return text
 
 

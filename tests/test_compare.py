@@ -79,6 +79,10 @@ def test_compare_area_under_curve_and_conflict_summary(tmp_path):
             for step, (frac, cond) in enumerate([(0.5, 2.0), (0.0, 4.0), (0.25, 100.0)]):
                 w.add_scalar("diag/critic/conflict_fraction", frac + 0.25 * s, step)
                 w.add_scalar("diag/critic/condition_number", cond, step)
+                # per-task norms: spreads 2, 10 and 5 (median 5); the mean tag is not a task
+                for task, norm in zip("abc", [(1.0, 2.0, 1.5), (0.5, 5.0, 1.0), (2.0, 10.0, 4.0)][step]):
+                    w.add_scalar(f"diag/critic/grad_norm/{task}", norm, step)
+                w.add_scalar("diag/critic/grad_norm/mean", 100.0, step)
         dirs.append(run)
     _run(tmp_path / "m0", "mean", 0, [0, 0, 1, 0])
     dirs.append(tmp_path / "m0")
@@ -89,9 +93,11 @@ def test_compare_area_under_curve_and_conflict_summary(tmp_path):
     assert pc["auc_range"] == [0.5 * 2 / 3, 0.75 * 2 / 3]
     assert np.isclose(pc["conflict"]["critic"]["conflict_fraction"], np.mean([0.25, 0.5]))
     assert np.isclose(pc["conflict"]["critic"]["condition_number"], 4.0)
+    assert np.isclose(pc["conflict"]["critic"]["norm_spread"], 5.0)
     assert "conflict" not in mean
     md = markdown(res)
     assert "conflicting pairs (critic)" in md and "| mtsac | 0.167" in md
+    assert "grad-norm spread (critic)" in md and "| 5.0 |" in md
     # a resumed run repeats steps (kept once, last value wins); a run without evaluations during
     # training is left out of the area under the curve and the count says so
     with open(tmp_path / "m0" / "eval_history.jsonl", "a") as f:
