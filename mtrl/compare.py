@@ -117,12 +117,14 @@ def conflict_summary(run: Path) -> dict[str, dict[str, float]]:
 
 
 def _norm_spread(ea: Any, tags: list[str]) -> float:
-    """Median over the diagnostics steps of max/min of the per-task gradient norms in ``tags``."""
-    by_step: dict[int, list[float]] = {}
+    """Median over the diagnostics steps of max/min of the per-task gradient norms in ``tags``
+    (a step logged twice, as by a resumed run, counts once with its last values)."""
+    by_step: dict[int, dict[str, float]] = {}
     for tag in tags:
         for e in ea.Scalars(tag):
-            by_step.setdefault(e.step, []).append(e.value)
-    ratios = [max(v) / min(v) for v in by_step.values() if len(v) == len(tags) > 1 and min(v) > 0]
+            by_step.setdefault(e.step, {})[tag] = e.value
+    ratios = [max(v.values()) / min(v.values()) for v in by_step.values()
+              if len(v) == len(tags) > 1 and min(v.values()) > 0]
     ratios = [r for r in ratios if np.isfinite(r)]
     return float(np.median(ratios)) if ratios else float("nan")
 

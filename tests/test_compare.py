@@ -79,10 +79,13 @@ def test_compare_area_under_curve_and_conflict_summary(tmp_path):
             for step, (frac, cond) in enumerate([(0.5, 2.0), (0.0, 4.0), (0.25, 100.0)]):
                 w.add_scalar("diag/critic/conflict_fraction", frac + 0.25 * s, step)
                 w.add_scalar("diag/critic/condition_number", cond, step)
-                # per-task norms: spreads 2, 10 and 5 (median 5); the mean tag is not a task
+                # per-task norms: spreads 2, 10 and 5; the mean tag is not a task
                 for task, norm in zip("abc", [(1.0, 2.0, 1.5), (0.5, 5.0, 1.0), (2.0, 10.0, 4.0)][step]):
                     w.add_scalar(f"diag/critic/grad_norm/{task}", norm, step)
                 w.add_scalar("diag/critic/grad_norm/mean", 100.0, step)
+            # a resumed run logs step 1 again: its last values (spread 5) replace the first
+            for task, norm in zip("abc", (1.0, 5.0, 2.0)):
+                w.add_scalar(f"diag/critic/grad_norm/{task}", norm, 1)
         dirs.append(run)
     _run(tmp_path / "m0", "mean", 0, [0, 0, 1, 0])
     dirs.append(tmp_path / "m0")
