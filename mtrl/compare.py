@@ -1,9 +1,12 @@
 """`mtrl compare`: aggregate runs over seeds per method, with rliable's IQM and stratified bootstrap CIs.
 
-Runs are grouped by method (``algo`` + head type + ``imitation`` + ``surgery`` + ``curriculum``,
-from each run's ``config.yaml``). A run's per-task score is its final per-task success, taken from (first
-found) ``eval.json`` (`mtrl eval`), the last line of ``eval_history.jsonl`` (evaluation during
-training) or ``summary.json`` (training-episode success). Aggregates follow Agarwal et al.,
+Runs are grouped by method (``algo`` + head type + architecture + ``reward_norm`` + ``imitation`` +
+``surgery`` with its ``surgery_args`` + ``curriculum``, from each run's ``config.yaml``); any other
+setting that differs between the runs of one group (other than ``seed`` and ``run_dir``) is named in a
+warning and under ``config_differences`` in ``compare.json``, so that a mixed group is never silent.
+A run's per-task score is its final per-task success, taken from (first found) ``eval.json``
+(`mtrl eval`), the last line of ``eval_history.jsonl`` (evaluation during training) or
+``summary.json`` (training-episode success). Aggregates follow Agarwal et al.,
 "Deep RL at the Edge of the Statistical Precipice" (NeurIPS 2021), via their library rliable:
 interquartile mean (IQM) and mean over all (run, task) scores, 95% stratified bootstrap
 confidence intervals. Two more columns per method: the *area under the curve* (mean success
@@ -18,6 +21,7 @@ Writes ``compare.md``, ``compare.json``, ``curves.png`` and ``per_task.png``.
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -37,9 +41,13 @@ def method_label(cfg: dict[str, Any]) -> str:
         label += f"-{arch}"
     elif arch == "multihead" and heads != "multi":
         label += "-multihead"
+    if cfg.get("reward_norm", "none") != "none":
+        label += f"[{cfg['reward_norm']}]"
     if cfg.get("imitation"):
         label += f":{cfg['imitation']}"
-    surgery = cfg.get("surgery", "mean")
+    surgery, args = cfg.get("surgery", "mean"), cfg.get("surgery_args") or {}
+    if args:
+        surgery += "(" + ",".join(f"{k}={v}" for k, v in sorted(args.items())) + ")"
     label = label if surgery == "mean" else f"{label}+{surgery}"
     curr = cfg.get("curriculum")
     if curr is not None and cfg.get("task_share", "episodes") == "steps":
@@ -138,6 +146,26 @@ def expand(paths: list[Path]) -> list[Path]:
     return runs
 
 
+_SAME_METHOD_KEYS = {"seed", "run_dir"}  # settings expected to differ between the runs of one method
+
+
+def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
+    return out
+
+
+def config_differences(configs: list[dict[str, Any]]) -> list[str]:
+    """Flattened config keys (``sac.hidden``) whose values differ between ``configs``, seed and run_dir aside."""
+    flats = [_flat(c) for c in configs]
+    keys = sorted(set().union(*flats) - _SAME_METHOD_KEYS) if flats else []
+    return [k for k in keys if len({f.get(k) for f in flats}) > 1]
+
+
 def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in expand(run_dirs):
@@ -145,7 +173,8 @@ def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
             raise MtrlError(f"{run} is not a run folder (no config.yaml) nor a sweep folder (no trials/)")
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         scores, source = final_scores(run)
-        groups[method_label(cfg)].append({"run": run, "seed": cfg.get("seed"), "scores": scores, "source": source})
+        groups[method_label(cfg)].append({"run": run, "seed": cfg.get("seed"), "scores": scores, "source": source,
+                                          "config": cfg})
     tasks = sorted(next(iter(groups.values()))[0]["scores"])
     for runs in groups.values():
         for r in runs:
@@ -239,6 +268,8 @@ def markdown(result: dict[str, Any]) -> str:
                  "Conflicting pairs: fraction of task pairs with negative gradient cosine, averaged over the "
                  "run's diagnostics; condition number of the task-gradient matrix, median over the run; "
                  "grad-norm spread: largest over smallest per-task gradient norm, median over the run.\n")
+    for m, d in result.get("config_differences", {}).items():
+        text += f"\n**Mixed settings:** the runs of {m} differ in {', '.join(f'`{k}`' for k in d)}.\n"
     return text
 
 
@@ -280,6 +311,11 @@ def compare(run_dirs: list[str | Path], out: str | Path = "compare", reps: int =
     """Group, aggregate, and write ``compare.md``, ``compare.json``, ``curves.png``, ``per_task.png``."""
     groups = collect([Path(r) for r in run_dirs])
     result = aggregate(groups, reps)
+    diffs = {m: d for m, runs in groups.items() if (d := config_differences([r["config"] for r in runs]))}
+    for m, d in diffs.items():
+        print(f"warning: the runs grouped as {m} differ in {', '.join(d)}; their aggregate mixes settings",
+              file=sys.stderr)
+    result["config_differences"] = diffs
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(markdown(result))

@@ -123,3 +123,24 @@ def test_method_label_groups_by_curriculum_and_heads():
     assert method_label({"algo": "bc"}) == "bc"
     assert method_label({"algo": "mtsac", "sac": {"arch": "moore"}, "surgery": "pcgrad"}) == "mtsac-moore+pcgrad"
     assert method_label({"algo": "mtppo", "ppo": {"arch": "multihead"}}) == "mtppo-multihead"
+    assert method_label({"algo": "mtsac", "surgery": "cagrad", "surgery_args": {"c": 0.9}}) == "mtsac+cagrad(c=0.9)"
+    assert method_label({"algo": "mtsac", "reward_norm": "max_return"}) == "mtsac[max_return]"
+    assert method_label({"algo": "mtsac", "reward_norm": "none", "surgery_args": {}}) == "mtsac"
+
+
+def test_compare_names_settings_that_differ_within_a_method(tmp_path, capsys):
+    from mtrl.compare import compare
+
+    for s, (c, hidden) in enumerate([(0.5, [64]), (0.9, [64]), (0.5, [64]), (0.5, [32])]):
+        run = tmp_path / f"r{s}"
+        _run(run, "cagrad", s, [1, 0, s % 2, 0])
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg.update(surgery_args={"c": c}, run_dir=str(run), sac={"heads": "single", "hidden": hidden})
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = compare(sorted(tmp_path.glob("r*")), tmp_path / "cmp", reps=50)
+    # different c: different methods; the hidden sizes mixed inside c=0.5 are named, seed and run_dir are not
+    assert set(res["methods"]) == {"mtsac+cagrad(c=0.5)", "mtsac+cagrad(c=0.9)"}
+    assert res["methods"]["mtsac+cagrad(c=0.5)"]["runs"] == 3
+    assert res["config_differences"] == {"mtsac+cagrad(c=0.5)": ["sac.hidden"]}
+    assert "differ in sac.hidden" in capsys.readouterr().err
+    assert "**Mixed settings:**" in (tmp_path / "cmp" / "compare.md").read_text()
