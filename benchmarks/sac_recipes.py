@@ -11,6 +11,7 @@ when the script runs again, so the ablation can span sessions (an interrupted ru
     .venv/bin/python benchmarks/sac_recipes.py                          # every variant, seeds 0 1
     .venv/bin/python benchmarks/sac_recipes.py --variants base combo --seeds 0 1 2 --minutes 60
     .venv/bin/python benchmarks/sac_recipes.py --plot-only
+    .venv/bin/python benchmarks/sac_recipes.py --plot-only --at-minutes 15 --variants base rnorm combo fast-ln-amin-ema
     .venv/bin/python benchmarks/sac_recipes.py --env manip4 --variants base ensemble-bf16 --seeds 0   # harder set
 
 Writes ``OUT/table.md`` (final and best success, env steps and steps/s per variant) and
@@ -241,6 +242,71 @@ def at_steps(rows: list[dict], variants: list[str], steps: list[int], out: Path)
     return text
 
 
+def at_minutes(rows: list[dict], variants: list[str], budget: float, out: Path) -> str:
+    """A comparison in wall-clock: every wall-clock run of ``variants`` cut at ``budget`` training
+    minutes (a 60-minute run counts with its first ``budget`` minutes; per seed the shortest run
+    that lasted at least ``budget`` minutes). Per seed and as the mean over seeds: the success at
+    the last evaluation within the budget, the best, the mean over the evaluations of the budget's
+    last third (the evaluation-to-evaluation swing averaged out), env steps reached and steps/s, and
+    the CPU and load the run had. Writes ``OUT/table_<budget>min.md`` and ``OUT/curves_<budget>min.png``
+    (mean success against wall-clock minutes and against env steps, one line per variant)."""
+    tag = f"{budget:g}min"
+    head = ["variant", "seed", "success at budget", "best", f"mean of evaluations {budget * 2 / 3:g}-{budget:g} min",
+            "env steps", "env steps/s", "run length (min)", "load avg", "CPU"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    curves: dict[str, list[np.ndarray]] = {}
+    for v in variants:
+        per_seed: dict[int, dict] = {}
+        for r in rows:
+            if r["variant"] == v and r.get("minutes") is not None and r["minutes"] >= budget and r["curve"]:
+                if r["seed"] not in per_seed or r["minutes"] < per_seed[r["seed"]]["minutes"]:
+                    per_seed[r["seed"]] = r
+        got = []
+        for seed, r in sorted(per_seed.items()):
+            c = np.asarray(r["curve"], dtype=float)
+            c = c[c[:, 1] <= budget * 60]
+            if not len(c):
+                continue
+            curves.setdefault(v, []).append(c)
+            window = c[c[:, 1] >= budget * 40, 2]
+            got.append([c[-1, 2], c[:, 2].max(), window.mean() if len(window) else np.nan, c[-1, 0],
+                        c[-1, 0] / c[-1, 1]])
+            load = f"{r['load_avg']:.1f}" if r.get("load_avg") is not None else "?"
+            lines.append(f"| {v} | {seed} | {got[-1][0]:.2f} | {got[-1][1]:.2f} | {got[-1][2]:.2f} | "
+                         f"{got[-1][3]:,.0f} | {got[-1][4]:.0f} | {r['minutes']:g} | {load} | {r.get('cpu', '?')} |")
+        if got:
+            m = np.nanmean(got, 0)
+            lines.append(f"| **{v}** | mean of {len(got)} | **{m[0]:.2f}** | **{m[1]:.2f}** | **{m[2]:.2f}** | "
+                         f"{m[3]:,.0f} | {m[4]:.0f} | | | |")
+    text = "\n".join(lines) + "\n"
+    (out / f"table_{tag}.md").write_text(text)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for v, cs in curves.items():
+            for ax, col, scale in ((axes[0], 1, 60.0), (axes[1], 0, 1.0)):
+                grid = np.linspace(0, min(c[-1, col] for c in cs) / scale, 40)
+                ys = [np.interp(grid, c[:, col] / scale, c[:, 2]) for c in cs]
+                ax.plot(grid, np.mean(ys, 0), label=f"{v} ({len(cs)})",
+                        lw=2.5 if v.startswith("fast") else 1.2)
+        axes[0].set_xlabel("training wall-clock (minutes)")
+        axes[1].set_xlabel("env steps (4 tasks)")
+        for ax in axes:
+            ax.set_ylabel("mean deterministic success (mean over seeds)")
+            ax.set_ylim(-0.02, 1.02)
+        axes[1].legend(fontsize=8)
+        fig.suptitle(f"MT-SAC recipe ablation on reach4, first {budget:g} wall-clock minutes of each run")
+        fig.tight_layout()
+        fig.savefig(out / f"curves_{tag}.png", dpi=110)
+    except ImportError:
+        pass
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -257,6 +323,9 @@ def main() -> None:
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("--at-steps", nargs="+", type=int, default=None,
                    help="also tabulate success at these env steps for --variants (OUT/table_steps.md)")
+    p.add_argument("--at-minutes", type=float, default=None,
+                   help="also tabulate and plot --variants cut at this many wall-clock minutes "
+                        "(OUT/table_<M>min.md, OUT/curves_<M>min.png)")
     args = p.parse_args()
     out = Path(args.out or ROOT / ("benchmarks/results/sac_recipes" + ("" if args.env == "reach4" else f"_{args.env}")))
     out.mkdir(parents=True, exist_ok=True)
@@ -274,6 +343,8 @@ def main() -> None:
     print(json.dumps(summarise(load(results), out), indent=2))
     if args.at_steps:
         print(at_steps(load(results), args.variants, sorted(args.at_steps), out))
+    if args.at_minutes:
+        print(at_minutes(load(results), args.variants, args.at_minutes, out))
 
 
 if __name__ == "__main__":
