@@ -191,31 +191,39 @@ def summarise(rows: list[dict], out: Path, title: str = "MT-SAC recipes on Meta-
         lines.append(f"| {v} | {s['seeds']} | {s['final']:.2f} | {s['best']:.2f} | {s['env_steps']:,.0f} | "
                      f"{s['steps_per_s']:.0f} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
+    plot_curves({v: [np.asarray(r["curve"], dtype=float) for r in rs if r["curve"]] for v, rs in by.items()},
+                title, out / "curves.png")
+    return summary
+
+
+def plot_curves(curves: dict[str, list[np.ndarray]], title: str, path: Path, bold: tuple[str, ...] = ()) -> None:
+    """Mean over seeds of success against wall-clock minutes (left) and env steps (right), one line
+    per variant; ``curves`` holds ``[step, wall_s, success]`` arrays. Skipped without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for v, rs in by.items():
-            for ax, col, scale in ((axes[0], 1, 60.0), (axes[1], 0, 1.0)):
-                grid = np.linspace(0, min(np.asarray(r["curve"])[-1, col] for r in rs if r["curve"]) / scale, 40)
-                ys = [np.interp(grid, np.asarray(r["curve"])[:, col] / scale, np.asarray(r["curve"])[:, 2])
-                      for r in rs if r["curve"]]
-                ax.plot(grid, np.mean(ys, 0), label=f"{v} ({len(ys)})")
-        axes[0].set_xlabel("training wall-clock (minutes)")
-        axes[1].set_xlabel("env steps (4 tasks)")
-        for ax in axes:
-            ax.set_ylabel("mean deterministic success")
-            ax.set_ylim(-0.02, 1.02)
-        axes[1].legend(fontsize=8)
-        fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(out / "curves.png", dpi=110)
     except ImportError:
-        pass
-    return summary
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for v, cs in curves.items():
+        if not cs:
+            continue
+        for ax, col, scale in ((axes[0], 1, 60.0), (axes[1], 0, 1.0)):
+            grid = np.linspace(0, min(c[-1, col] for c in cs) / scale, 40)
+            ys = [np.interp(grid, c[:, col] / scale, c[:, 2]) for c in cs]
+            ax.plot(grid, np.mean(ys, 0), label=f"{v} ({len(cs)})", lw=2.5 if v in bold else 1.2)
+    axes[0].set_xlabel("training wall-clock (minutes)")
+    axes[1].set_xlabel("env steps (4 tasks)")
+    for ax in axes:
+        ax.set_ylabel("mean deterministic success")
+        ax.set_ylim(-0.02, 1.02)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def at_steps(rows: list[dict], variants: list[str], steps: list[int], out: Path) -> str:
@@ -280,30 +288,8 @@ def at_minutes(rows: list[dict], variants: list[str], budget: float, out: Path) 
                          f"{m[3]:,.0f} | {m[4]:.0f} | | | |")
     text = "\n".join(lines) + "\n"
     (out / f"table_{tag}.md").write_text(text)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for v, cs in curves.items():
-            for ax, col, scale in ((axes[0], 1, 60.0), (axes[1], 0, 1.0)):
-                grid = np.linspace(0, min(c[-1, col] for c in cs) / scale, 40)
-                ys = [np.interp(grid, c[:, col] / scale, c[:, 2]) for c in cs]
-                ax.plot(grid, np.mean(ys, 0), label=f"{v} ({len(cs)})",
-                        lw=2.5 if v.startswith("fast") else 1.2)
-        axes[0].set_xlabel("training wall-clock (minutes)")
-        axes[1].set_xlabel("env steps (4 tasks)")
-        for ax in axes:
-            ax.set_ylabel("mean deterministic success (mean over seeds)")
-            ax.set_ylim(-0.02, 1.02)
-        axes[1].legend(fontsize=8)
-        fig.suptitle(f"MT-SAC recipe ablation on reach4, first {budget:g} wall-clock minutes of each run")
-        fig.tight_layout()
-        fig.savefig(out / f"curves_{tag}.png", dpi=110)
-    except ImportError:
-        pass
+    plot_curves(curves, f"MT-SAC recipe ablation on reach4, first {budget:g} wall-clock minutes of each run",
+                out / f"curves_{tag}.png", bold=tuple(v for v in curves if v.startswith("fast")))
     return text
 
 
