@@ -11,7 +11,7 @@ when the script runs again, so the ablation can span sessions (an interrupted ru
     .venv/bin/python benchmarks/sac_recipes.py                          # every variant, seeds 0 1
     .venv/bin/python benchmarks/sac_recipes.py --variants base combo --seeds 0 1 2 --minutes 60
     .venv/bin/python benchmarks/sac_recipes.py --plot-only
-    .venv/bin/python benchmarks/sac_recipes.py --plot-only --at-minutes 15 --variants base rnorm combo fast-ln-amin-ema
+    .venv/bin/python benchmarks/sac_recipes.py --plot-only --at-minutes 13 --variants base rnorm combo fast-ln-amin-ema
     .venv/bin/python benchmarks/sac_recipes.py --env manip4 --variants base ensemble-bf16 --seeds 0   # harder set
 
 Writes ``OUT/table.md`` (final and best success, env steps and steps/s per variant) and
@@ -250,27 +250,32 @@ def at_steps(rows: list[dict], variants: list[str], steps: list[int], out: Path)
     return text
 
 
-def at_minutes(rows: list[dict], variants: list[str], budget: float, out: Path) -> str:
-    """A comparison in wall-clock: every wall-clock run of ``variants`` cut at ``budget`` training
-    minutes (a 60-minute run counts with its first ``budget`` minutes; per seed the shortest run
-    that lasted at least ``budget`` minutes). Per seed and as the mean over seeds: the success at
-    the last evaluation within the budget, the best, the mean over the evaluations of the budget's
-    last third (the evaluation-to-evaluation swing averaged out), env steps reached and steps/s, and
-    the CPU and load the run had. Writes ``OUT/table_<budget>min.md`` and ``OUT/curves_<budget>min.png``
-    (mean success against wall-clock minutes and against env steps, one line per variant)."""
+def at_minutes(rows: list[dict], variants: list[str], budget: float, out: Path, env: str = "reach4") -> str:
+    """A comparison in wall-clock: every wall-clock run of ``variants`` cut at ``budget`` minutes of
+    *training* time (``wall_s`` of its evaluations, which leaves out the evaluations themselves and
+    start-up: a run stopped after 15 minutes from launch has its last evaluation at ~12.5-13.5
+    training minutes, so cut the 15-minute ablation at 13). Per seed, the shortest run whose
+    evaluations reach ``budget`` (else the longest run there is; the "last evaluation" column shows
+    how far it got), so a 60-minute run counts with its first ``budget`` minutes. Per seed and as
+    the mean over seeds: the success at the last evaluation within the budget, the best, the mean
+    over the evaluations of the budget's last third (the evaluation-to-evaluation swing averaged
+    out; ``-`` where none fell there), env steps reached and steps/s, and the CPU and load the run had.
+    Writes ``OUT/table_<budget>min.md`` and ``OUT/curves_<budget>min.png`` (mean success against
+    wall-clock minutes and against env steps, one line per variant)."""
     tag = f"{budget:g}min"
-    head = ["variant", "seed", "success at budget", "best", f"mean of evaluations {budget * 2 / 3:g}-{budget:g} min",
-            "env steps", "env steps/s", "run length (min)", "load avg", "CPU"]
+    head = ["variant", "seed", "success at budget", "best", f"mean of evaluations {budget * 2 / 3:.3g}-{budget:g} min",
+            "env steps", "env steps/s", "last evaluation (training min)", "run length (min)", "load avg", "CPU"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     curves: dict[str, list[np.ndarray]] = {}
     for v in variants:
-        per_seed: dict[int, dict] = {}
+        per_seed: dict[int, list[dict]] = {}
         for r in rows:
-            if r["variant"] == v and r.get("minutes") is not None and r["minutes"] >= budget and r["curve"]:
-                if r["seed"] not in per_seed or r["minutes"] < per_seed[r["seed"]]["minutes"]:
-                    per_seed[r["seed"]] = r
+            if r["variant"] == v and r.get("minutes") is not None and r["curve"]:
+                per_seed.setdefault(r["seed"], []).append(r)
         got = []
-        for seed, r in sorted(per_seed.items()):
+        for seed, rs in sorted(per_seed.items()):
+            covering = [r for r in rs if r["curve"][-1][1] >= budget * 60]
+            r = min(covering, key=lambda r: r["minutes"]) if covering else max(rs, key=lambda r: r["minutes"])
             c = np.asarray(r["curve"], dtype=float)
             c = c[c[:, 1] <= budget * 60]
             if not len(c):
@@ -278,17 +283,21 @@ def at_minutes(rows: list[dict], variants: list[str], budget: float, out: Path) 
             curves.setdefault(v, []).append(c)
             window = c[c[:, 1] >= budget * 40, 2]
             got.append([c[-1, 2], c[:, 2].max(), window.mean() if len(window) else np.nan, c[-1, 0],
-                        c[-1, 0] / c[-1, 1]])
+                        c[-1, 0] / max(c[-1, 1], 1e-9)])
             load = f"{r['load_avg']:.1f}" if r.get("load_avg") is not None else "?"
-            lines.append(f"| {v} | {seed} | {got[-1][0]:.2f} | {got[-1][1]:.2f} | {got[-1][2]:.2f} | "
-                         f"{got[-1][3]:,.0f} | {got[-1][4]:.0f} | {r['minutes']:g} | {load} | {r.get('cpu', '?')} |")
+            win = f"{got[-1][2]:.2f}" if len(window) else "-"
+            lines.append(f"| {v} | {seed} | {got[-1][0]:.2f} | {got[-1][1]:.2f} | {win} | {got[-1][3]:,.0f} | "
+                         f"{got[-1][4]:.0f} | {c[-1, 1] / 60:.1f} | {r['minutes']:g} | {load} | {r.get('cpu', '?')} |")
         if got:
-            m = np.nanmean(got, 0)
-            lines.append(f"| **{v}** | mean of {len(got)} | **{m[0]:.2f}** | **{m[1]:.2f}** | **{m[2]:.2f}** | "
-                         f"{m[3]:,.0f} | {m[4]:.0f} | | | |")
+            g = np.asarray(got)
+            n_win = int(np.isfinite(g[:, 2]).sum())
+            win = "-" if not n_win else f"**{np.nanmean(g[:, 2]):.2f}**" + (f" ({n_win} seeds)" if n_win < len(g) else "")
+            m = g.mean(0)
+            lines.append(f"| **{v}** | mean of {len(got)} | **{m[0]:.2f}** | **{m[1]:.2f}** | {win} | "
+                         f"{m[3]:,.0f} | {m[4]:.0f} | | | | |")
     text = "\n".join(lines) + "\n"
     (out / f"table_{tag}.md").write_text(text)
-    plot_curves(curves, f"MT-SAC recipe ablation on reach4, first {budget:g} wall-clock minutes of each run",
+    plot_curves(curves, f"MT-SAC recipes on {env}, first {budget:g} training minutes of each run",
                 out / f"curves_{tag}.png", bold=tuple(v for v in curves if v.startswith("fast")))
     return text
 
@@ -310,7 +319,7 @@ def main() -> None:
     p.add_argument("--at-steps", nargs="+", type=int, default=None,
                    help="also tabulate success at these env steps for --variants (OUT/table_steps.md)")
     p.add_argument("--at-minutes", type=float, default=None,
-                   help="also tabulate and plot --variants cut at this many wall-clock minutes "
+                   help="also tabulate and plot --variants cut at this many training minutes "
                         "(OUT/table_<M>min.md, OUT/curves_<M>min.png)")
     args = p.parse_args()
     out = Path(args.out or ROOT / ("benchmarks/results/sac_recipes" + ("" if args.env == "reach4" else f"_{args.env}")))
@@ -326,11 +335,13 @@ def main() -> None:
                          lambda v=v, seed=seed: run_one(v, seed, VARIANTS[v], out, minutes, args.eval_every,
                                                         args.eval_episodes, env=f"envs/{args.env}.yaml",
                                                         total_steps=args.total_steps or NO_STEP_LIMIT))
-    print(json.dumps(summarise(load(results), out), indent=2))
+    print(json.dumps(summarise(load(results), out, f"MT-SAC recipes on Meta-World {args.env}"), indent=2))
     if args.at_steps:
         print(at_steps(load(results), args.variants, sorted(args.at_steps), out))
-    if args.at_minutes:
-        print(at_minutes(load(results), args.variants, args.at_minutes, out))
+    if args.at_minutes is not None:
+        if args.at_minutes <= 0:
+            p.error("--at-minutes must be positive")
+        print(at_minutes(load(results), args.variants, args.at_minutes, out, env=args.env))
 
 
 if __name__ == "__main__":

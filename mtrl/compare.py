@@ -46,8 +46,9 @@ def method_label(cfg: dict[str, Any]) -> str:
     if cfg.get("imitation"):
         label += f":{cfg['imitation']}"
     surgery, args = cfg.get("surgery", "mean"), cfg.get("surgery_args") or {}
-    if args:
-        surgery += "(" + ",".join(f"{k}={v}" for k, v in sorted(args.items())) + ")"
+    if args:  # as written in the config: a default left implicit and written out label differently
+        surgery += "(" + ",".join(f"{k}={format(v, 'g') if isinstance(v, float) else v}"
+                                  for k, v in sorted(args.items())) + ")"
     label = label if surgery == "mean" else f"{label}+{surgery}"
     curr = cfg.get("curriculum")
     if curr is not None and cfg.get("task_share", "episodes") == "steps":
@@ -146,13 +147,19 @@ def expand(paths: list[Path]) -> list[Path]:
     return runs
 
 
-_SAME_METHOD_KEYS = {"seed", "run_dir"}  # settings expected to differ between the runs of one method
+# Settings that do not change what a run learns (bookkeeping, where it ran), left out of the
+# "mixed settings" check; ``seed`` and ``run_dir`` differ between the runs of one method by design.
+_BOOKKEEPING = {"seed", "run_dir", "device", "log_every", "episode_window", "checkpoint_every",
+                "keep_checkpoints", "save_env_state", "video_every", "video_max_steps", "runner_max_restarts",
+                "runner_restart_window"}
+#: each algorithm's unused section (``sac.*`` of an MT-PPO run) is left out too
+_OTHER_SECTION = {"mtsac": "ppo", "mtppo": "sac"}
 
 
 def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in cfg.items():
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict):
             out.update(_flat(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
@@ -160,10 +167,29 @@ def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(configs: list[dict[str, Any]]) -> list[str]:
-    """Flattened config keys (``sac.hidden``) whose values differ between ``configs``, seed and run_dir aside."""
+    """Flattened config keys (``sac.hidden``) whose values differ between ``configs``, bookkeeping
+    (``seed``, ``run_dir``, logging, checkpointing, ``device``) and the unused algorithm's section aside.
+    A key one config lacks counts as differing: pass configs with their defaults filled in
+    (:func:`read_config`)."""
     flats = [_flat(c) for c in configs]
-    keys = sorted(set().union(*flats) - _SAME_METHOD_KEYS) if flats else []
-    return [k for k in keys if len({f.get(k) for f in flats}) > 1]
+    keys = set().union(*flats) - _BOOKKEEPING if flats else set()
+    unused = {_OTHER_SECTION.get(c.get("algo", "")) for c in configs} - {None}
+    keys = {k for k in keys if k.split(".", 1)[0] not in unused or len(unused) > 1}
+    return sorted(k for k in keys if len({f.get(k) for f in flats}) > 1)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run's ``config.yaml`` with today's defaults filled in (a run written before a setting
+    existed gets its default, so it does not look different from newer runs); as plain YAML when
+    it no longer fits the schema (a setting since removed)."""
+    from omegaconf import OmegaConf
+
+    from mtrl.config import load
+
+    try:
+        return OmegaConf.to_container(load(path), resolve=True)  # type: ignore[return-value]
+    except MtrlError:
+        return yaml.safe_load(path.read_text())
 
 
 def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
@@ -171,7 +197,7 @@ def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
     for run in expand(run_dirs):
         if not (run / "config.yaml").is_file():
             raise MtrlError(f"{run} is not a run folder (no config.yaml) nor a sweep folder (no trials/)")
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg = read_config(run / "config.yaml")
         scores, source = final_scores(run)
         groups[method_label(cfg)].append({"run": run, "seed": cfg.get("seed"), "scores": scores, "source": source,
                                           "config": cfg})

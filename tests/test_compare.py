@@ -144,3 +144,17 @@ def test_compare_names_settings_that_differ_within_a_method(tmp_path, capsys):
     assert res["config_differences"] == {"mtsac+cagrad(c=0.5)": ["sac.hidden"]}
     assert "differ in sac.hidden" in capsys.readouterr().err
     assert "**Mixed settings:**" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_mixed_settings_ignore_defaults_missing_from_older_runs_and_the_unused_section(tmp_path):
+    from mtrl.compare import config_differences, read_config
+
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text(yaml.safe_dump({"taskset": "minigrid/mt3", "algo": "mtppo", "seed": 0, "log_every": 5}))
+    # written by a newer mtrl: a SAC key it did not have (unused by MT-PPO), a default written out, a new seed
+    new.write_text(yaml.safe_dump({"taskset": "minigrid/mt3", "algo": "mtppo", "seed": 1, "log_every": 1,
+                                   "sac": {"actor_ema": 0.5}, "ppo": {"decoupled": False}}))
+    assert config_differences([read_config(old), read_config(new)]) == []
+    newer = tmp_path / "newer.yaml"
+    newer.write_text(yaml.safe_dump({"taskset": "minigrid/mt3", "algo": "mtppo", "ppo": {"kl_coeff": 0.1}}))
+    assert config_differences([read_config(old), read_config(newer)]) == ["ppo.kl_coeff"]
