@@ -229,13 +229,18 @@ def plot_curves(curves: dict[str, list[np.ndarray]], title: str, path: Path, bol
 def at_steps(rows: list[dict], variants: list[str], steps: list[int], out: Path) -> str:
     """A comparison in env steps: per variant (each seed, then the mean), the deterministic success
     at each of ``steps`` and the mean over every evaluation from the first of them on (averaging
-    the evaluation-to-evaluation swing); only runs whose curve reaches the last of ``steps``.
+    the evaluation-to-evaluation swing); only runs whose curve reaches the last of ``steps``, one
+    per seed.
     Written to ``OUT/table_steps.md``."""
     head = ["variant", "seed", *(f"at {s // 1000}k" for s in steps), f"mean of evaluations {steps[0] // 1000}k-{steps[-1] // 1000}k"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in variants:
         got = []
-        for r in sorted((r for r in rows if r["variant"] == v), key=lambda r: r["seed"]):
+        longest: dict[int, dict] = {}  # one run per seed (a seed run twice, e.g. 15 and 25 minutes: the longer)
+        for r in rows:
+            if r["variant"] == v and (r["seed"] not in longest or len(r["curve"]) > len(longest[r["seed"]]["curve"])):
+                longest[r["seed"]] = r
+        for _, r in sorted(longest.items()):
             c = np.asarray(r["curve"])
             if not len(c) or c[-1, 0] < steps[-1]:
                 continue
