@@ -258,7 +258,7 @@ def at_steps(rows: list[dict], variants: list[str], steps: list[int], out: Path)
 def at_minutes(rows: list[dict], variants: list[str], budget: float, out: Path, env: str = "reach4") -> str:
     """A comparison in wall-clock: every wall-clock run of ``variants`` cut at ``budget`` minutes of
     *training* time (``wall_s`` of its evaluations, which leaves out the evaluations themselves and
-    start-up: a run stopped after 15 minutes from launch has its last evaluation at ~12.5-13.5
+    start-up: a run stopped after 15 minutes from launch has its last evaluation at ~11.5-13
     training minutes, so cut the 15-minute ablation at 13). Per seed, the shortest run whose
     evaluations reach ``budget`` (else the longest run there is; the "last evaluation" column shows
     how far it got), so a 60-minute run counts with its first ``budget`` minutes. Per seed and as

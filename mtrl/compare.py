@@ -2,8 +2,9 @@
 
 Runs are grouped by method (``algo`` + head type + architecture + ``reward_norm`` + ``imitation`` +
 ``surgery`` with its ``surgery_args`` + ``curriculum``, from each run's ``config.yaml``); any other
-setting that differs between the runs of one group (other than ``seed`` and ``run_dir``) is named in a
-warning and under ``config_differences`` in ``compare.json``, so that a mixed group is never silent.
+setting that differs between the runs of one group (bookkeeping such as ``seed``, ``run_dir``, logging
+and checkpointing aside) is named in a warning, in ``compare.md`` and under ``config_differences`` in
+``compare.json``, so that a mixed group is never silent.
 A run's per-task score is its final per-task success, taken from (first found) ``eval.json``
 (`mtrl eval`), the last line of ``eval_history.jsonl`` (evaluation during training) or
 ``summary.json`` (training-episode success). Aggregates follow Agarwal et al.,
@@ -173,8 +174,8 @@ def config_differences(configs: list[dict[str, Any]]) -> list[str]:
     (:func:`read_config`)."""
     flats = [_flat(c) for c in configs]
     keys = set().union(*flats) - _BOOKKEEPING if flats else set()
-    unused = {_OTHER_SECTION.get(c.get("algo", "")) for c in configs} - {None}
-    keys = {k for k in keys if k.split(".", 1)[0] not in unused or len(unused) > 1}
+    unused = {_OTHER_SECTION.get(c.get("algo", "")) for c in configs}  # one algo per group: it is in the label
+    keys = {k for k in keys if k.split(".", 1)[0] not in unused}
     return sorted(k for k in keys if len({f.get(k) for f in flats}) > 1)
 
 
