@@ -20,7 +20,8 @@ surgery_args.c=0.9``). The surgery comparison of issue 13 on the shared-network 
         --surgery mean pcgrad cagrad:c=0.9 nashmtl --recipe-name surgery --out benchmarks/results/surgery_reach4_rnorm
 
 Writes ``OUT/<set>/table.md`` and ``OUT/<set>/curves.png`` (mean success against wall-clock and
-against env steps).
+against env steps), and ``OUT/<set>/table_archs.md`` and ``OUT/<set>/curves_steps.png`` (per
+architecture and surgery: each seed, the mean with a bootstrap CI, per task; curves in env steps).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from runlock import run_once
 from sac_recipes import ROOT, load, run_one, summarise
 
@@ -46,6 +48,86 @@ def surgery_overrides(spec: str) -> list[str]:
     """``cagrad:c=0.9`` -> ``["surgery=cagrad", "surgery_args.c=0.9"]``."""
     name, _, opts = spec.partition(":")
     return [f"surgery={name}", *(f"surgery_args.{kv}" for kv in opts.split(",") if kv)]
+
+
+def arch_of(row: dict) -> tuple[str, str]:
+    """``(arch, surgery spec)`` of a result row, read from its overrides (``surgery=mean`` -> "mean")."""
+    ov = dict(o.split("=", 1) for o in row["overrides"])
+    opts = ",".join(f"{k.split('.', 1)[1]}={v}" for k, v in ov.items() if k.startswith("surgery_args."))
+    return ov.get("sac.arch", "mlp"), ov.get("surgery", "mean") + (f":{opts}" if opts else "")
+
+
+def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> str:
+    """Per architecture and surgery (step-budgeted runs only, one per seed): the final success of
+    each seed, their mean with a 95% stratified bootstrap CI over the runs x tasks matrix of final
+    per-task success (rliable, Agarwal et al. NeurIPS 2021), the mean over each run's ``last``
+    evaluations (the evaluation-to-evaluation swing with 5 episodes per task is +-0.15), the final
+    per-task mean and the training env steps/s. Writes ``OUT/table_archs.md`` and
+    ``OUT/curves_steps.png`` (mean success against env steps, one panel per surgery method)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    groups: dict[tuple[str, str], dict[int, dict]] = {}
+    for r in rows:
+        if r.get("minutes") is None and r["curve"]:
+            groups.setdefault(arch_of(r), {})[r["seed"]] = r  # a seed run again: the later row
+    tasks = list(next(iter(rows))["per_task_final"]) if rows else []
+    order = {a: i for i, a in enumerate(ARCHS)}
+    keys = sorted(groups, key=lambda k: (k[1] != "mean", k[1], order.get(k[0], 99), k[0]))
+    matrices = {k: np.array([[r["per_task_final"][t] for t in tasks] for r in groups[k].values()]) for k in keys}
+    np.random.seed(0)  # rliable's bootstrap draws from NumPy's global generator
+    point, ci = rly.get_interval_estimates({f"{a}+{s}": m for (a, s), m in matrices.items()},
+                                           lambda x: np.array([metrics.aggregate_mean(x)]), reps=reps)
+    head = ["arch", "surgery", "seeds", "final success per seed", "mean [95% CI]",
+            f"mean of the last {last} evaluations", "per task (final, mean over seeds)", "env steps/s (training)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in keys:
+        rs = [groups[k][s] for s in sorted(groups[k])]
+        curves = [np.asarray(r["curve"], dtype=float) for r in rs]
+        name = f"{k[0]}+{k[1]}"
+        lo, hi = ci[name][0, 0], ci[name][1, 0]
+        interval = f"[{lo:.2f}, {hi:.2f}]" if len(rs) > 1 else "(1 seed: no CI)"
+        per_task = ", ".join(f"{t.removesuffix('-v3')} {v:.2f}" for t, v in zip(tasks, matrices[k].mean(0)))
+        lines.append(
+            f"| {k[0]} | {k[1]} | {', '.join(str(s) for s in sorted(groups[k]))} | "
+            f"{' / '.join(f'{c[-1, 2]:.2f}' for c in curves)} | **{point[name][0]:.2f}** {interval} | "
+            f"{np.mean([c[-last:, 2].mean() for c in curves]):.2f} | {per_task} | "
+            f"{np.median([c[-1, 0] / max(c[-1, 1], 1e-9) for c in curves]):.0f} |")
+    (out / "table_archs.md").write_text("\n".join(lines) + "\n")
+    _plot_steps({k: [np.asarray(groups[k][s]["curve"], dtype=float) for s in sorted(groups[k])] for k in keys},
+                out / "curves_steps.png", out.name)
+    return "\n".join(lines)
+
+
+def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], path: Path, set_name: str) -> None:
+    """Mean success over seeds against env steps, from the first evaluation on (no value is drawn
+    before it), one panel per surgery method, one line per architecture."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    surgeries = sorted({s for _, s in curves}, key=lambda s: (s != "mean", s))
+    fig, axes = plt.subplots(1, len(surgeries), figsize=(5.5 * len(surgeries), 4), squeeze=False, sharey=True)
+    for ax, surgery in zip(axes[0], surgeries):
+        for (arch, s), cs in curves.items():
+            if s != surgery:
+                continue
+            grid = np.linspace(max(c[0, 0] for c in cs), min(c[-1, 0] for c in cs), 40)
+            color = f"C{ARCHS.index(arch)}" if arch in ARCHS else None  # one colour per arch in every panel
+            ax.plot(grid, np.mean([np.interp(grid, c[:, 0], c[:, 2]) for c in cs], 0), label=f"{arch} ({len(cs)})",
+                    color=color)
+        ax.set_title(f"surgery={surgery}")
+        ax.set_xlabel("env steps (all tasks)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("mean deterministic success (seeds)")
+    fig.suptitle(f"MT-SAC architectures on Meta-World {set_name} (number of seeds in brackets)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -83,6 +165,7 @@ def main() -> None:
         if load(results):
             print(json.dumps({name: summarise(load(results), out, f"MT-SAC architectures on Meta-World {name}")},
                              indent=2))
+            print(arch_table(load(results), out))
 
 
 if __name__ == "__main__":

@@ -211,7 +211,8 @@ def plot_curves(curves: dict[str, list[np.ndarray]], title: str, path: Path, bol
         if not cs:
             continue
         for ax, col, scale in ((axes[0], 1, 60.0), (axes[1], 0, 1.0)):
-            grid = np.linspace(0, min(c[-1, col] for c in cs) / scale, 40)
+            # from the first evaluation on: there is none at step 0, so nothing is drawn before it
+            grid = np.linspace(max(c[0, col] for c in cs) / scale, min(c[-1, col] for c in cs) / scale, 40)
             ys = [np.interp(grid, c[:, col] / scale, c[:, 2]) for c in cs]
             ax.plot(grid, np.mean(ys, 0), label=f"{v} ({len(cs)})", lw=2.5 if v in bold else 1.2)
     axes[0].set_xlabel("training wall-clock (minutes)")
