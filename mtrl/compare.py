@@ -47,7 +47,8 @@ def method_label(cfg: dict[str, Any]) -> str:
     if cfg.get("imitation"):
         label += f":{cfg['imitation']}"
     surgery, args = cfg.get("surgery", "mean"), cfg.get("surgery_args") or {}
-    if args:  # as written in the config: a default left implicit and written out label differently
+    args = {k: v for k, v in args.items() if not _is_default(surgery, k, v)}
+    if args:  # the parameters that differ from the method's defaults (surgery.defaults)
         surgery += "(" + ",".join(f"{k}={format(v, 'g') if isinstance(v, float) else v}"
                                   for k, v in sorted(args.items())) + ")"
     label = label if surgery == "mean" else f"{label}+{surgery}"
@@ -55,6 +56,23 @@ def method_label(cfg: dict[str, Any]) -> str:
     if curr is not None and cfg.get("task_share", "episodes") == "steps":
         curr += "+steps"
     return label if curr is None else f"{label}@{curr}"
+
+
+def _is_default(surgery: str, key: str, value: Any) -> bool:
+    """Whether ``surgery_args.key = value`` is what method ``surgery`` does anyway (False for an
+    unknown method or parameter: those stay in the label)."""
+    from mtrl import surgery as registry
+
+    try:
+        found = registry.defaults(surgery)
+    except MtrlError:
+        return False
+    if key not in found:
+        return False
+    default = found[key]
+    if isinstance(default, tuple) and isinstance(value, list):  # YAML has no tuples
+        value = tuple(value)
+    return value == default
 
 
 def final_scores(run: Path) -> tuple[dict[str, float], str]:
@@ -169,13 +187,16 @@ def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(configs: list[dict[str, Any]]) -> list[str]:
     """Flattened config keys (``sac.hidden``) whose values differ between ``configs``, bookkeeping
-    (``seed``, ``run_dir``, logging, checkpointing, ``device``) and the unused algorithm's section aside.
+    (``seed``, ``run_dir``, logging, checkpointing, ``device``), the unused algorithm's section and
+    ``surgery_args`` (part of the method's label) aside.
     A key one config lacks counts as differing: pass configs with their defaults filled in
     (:func:`read_config`)."""
     flats = [_flat(c) for c in configs]
     keys = set().union(*flats) - _BOOKKEEPING if flats else set()
     unused = {_OTHER_SECTION.get(c.get("algo", "")) for c in configs}  # one algo per group: it is in the label
-    keys = {k for k in keys if k.split(".", 1)[0] not in unused}
+    # surgery_args are in the label with their defaults taken into account (_is_default): a default
+    # left implicit in one run and written out in another is not a difference
+    keys = {k for k in keys if k.split(".", 1)[0] not in unused and not k.startswith("surgery_args.")}
     return sorted(k for k in keys if len({f.get(k) for f in flats}) > 1)
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from rliable import metrics
 
@@ -128,6 +129,26 @@ def test_method_label_groups_by_curriculum_and_heads():
     assert method_label({"algo": "mtsac", "reward_norm": "none", "surgery_args": {}}) == "mtsac"
 
 
+def test_labels_leave_out_surgery_args_at_their_defaults():
+    from mtrl import surgery
+    from mtrl.compare import method_label
+    from mtrl.errors import MtrlError
+
+    assert surgery.defaults("cagrad")["c"] == 0.5 and surgery.defaults("fastcagrad")["k"] == 4
+    assert surgery.defaults("mgda") == {"epsilon": 1e-6, "max_iters": 1000}  # mtrl's, over torchjd's
+    assert surgery.defaults("gcond")["thresholds"] == (-0.8, -0.5, 0.0)
+    implicit = method_label({"algo": "mtsac", "surgery": "cagrad"})
+    assert implicit == method_label({"algo": "mtsac", "surgery": "cagrad", "surgery_args": {"c": 0.5}}) == "mtsac+cagrad"
+    assert method_label({"algo": "mtsac", "surgery": "cagrad", "surgery_args": {"c": 0.5, "k": 2}}) == "mtsac+cagrad(k=2)"
+    assert method_label({"algo": "mtsac", "surgery": "gcond",
+                         "surgery_args": {"thresholds": [-0.8, -0.5, 0.0]}}) == "mtsac+gcond"  # a YAML list
+    assert method_label({"algo": "mtsac", "surgery": "fastcagrad", "surgery_args": {"k": 4}}) == "mtsac+fastcagrad"
+    # an unknown parameter stays visible (training would reject it)
+    assert method_label({"algo": "mtsac", "surgery": "pcgrad", "surgery_args": {"zeta": 1}}) == "mtsac+pcgrad(zeta=1)"
+    with pytest.raises(MtrlError, match="valid methods"):
+        surgery.defaults("pcgard")
+
+
 def test_compare_names_settings_that_differ_within_a_method(tmp_path, capsys):
     from mtrl.compare import compare
 
@@ -139,9 +160,10 @@ def test_compare_names_settings_that_differ_within_a_method(tmp_path, capsys):
         (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     res = compare(sorted(tmp_path.glob("r*")), tmp_path / "cmp", reps=50)
     # different c: different methods; the hidden sizes mixed inside c=0.5 are named, seed and run_dir are not
-    assert set(res["methods"]) == {"mtsac+cagrad(c=0.5)", "mtsac+cagrad(c=0.9)"}
-    assert res["methods"]["mtsac+cagrad(c=0.5)"]["runs"] == 3
-    assert res["config_differences"] == {"mtsac+cagrad(c=0.5)": ["sac.hidden"]}
+    # c=0.5 is CAGrad's default, so it is not in the label
+    assert set(res["methods"]) == {"mtsac+cagrad", "mtsac+cagrad(c=0.9)"}
+    assert res["methods"]["mtsac+cagrad"]["runs"] == 3
+    assert res["config_differences"] == {"mtsac+cagrad": ["sac.hidden"]}
     assert "differ in sac.hidden" in capsys.readouterr().err
     assert "**Mixed settings:**" in (tmp_path / "cmp" / "compare.md").read_text()
 

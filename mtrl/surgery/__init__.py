@@ -7,6 +7,7 @@ direction on the scale of the mean gradient. ``names()`` lists the methods.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,14 @@ from mtrl.surgery.nashmtl import NashMTL
 from mtrl.surgery.pcgrad import PCGrad
 from mtrl.surgery.samgs import SAMGS
 from mtrl.surgery.songoku import SONGOKU
-from mtrl.surgery.torchjd_methods import alignedmtl, imtlg, mgda, upgrad
+from mtrl.surgery.torchjd_methods import (
+    MGDA_DEFAULTS,
+    alignedmtl,
+    imtlg,
+    mgda,
+    upgrad,
+    weighting_class,
+)
 from mtrl.surgery.weighting import FAMO, IGB, GradNorm, Uncertainty
 
 _REGISTRY: dict[str, Callable[..., Aggregator]] = {
@@ -28,6 +36,14 @@ _REGISTRY: dict[str, Callable[..., Aggregator]] = {
     "fastcagrad": lambda **kw: CAGrad(**{"k": 4, **kw}), "mgda": mgda, "nashmtl": NashMTL,
     "alignedmtl": alignedmtl, "imtlg": imtlg, "upgrad": upgrad, "uncertainty": Uncertainty,
     "gradnorm": GradNorm, "famo": FAMO, "igb": IGB, "samgs": SAMGS, "gcond": GCond, "songoku": SONGOKU,
+}
+
+
+#: methods whose registry entry wraps another factory: (that factory, the wrapper's own defaults)
+_WRAPPED: dict[str, tuple[Callable[[], Callable[..., Any]], dict[str, Any]]] = {
+    "fastcagrad": (lambda: CAGrad, {"k": 4}),
+    "mgda": (lambda: weighting_class("mgda"), MGDA_DEFAULTS),
+    **{n: (lambda n=n: weighting_class(n), {}) for n in ("alignedmtl", "imtlg", "upgrad")},
 }
 
 
@@ -46,4 +62,16 @@ def get(name: str, **kwargs: Any) -> Aggregator:
         raise MtrlError(f"bad parameters for surgery {name!r}: {exc}") from None
 
 
-__all__ = ["Aggregator", "diagnostics", "get", "names"]
+def defaults(name: str) -> dict[str, Any]:
+    """The value each parameter of method ``name`` takes when ``surgery_args`` leaves it out, read
+    from the constructor's signature (for wrapped methods: the wrapped factory's, then the
+    wrapper's own), so ``surgery_args: {c: 0.5}`` and no ``surgery_args`` can be told apart from a
+    real difference (``mtrl compare``)."""
+    if name not in _REGISTRY:
+        raise MtrlError(f"unknown surgery method {name!r}; {did_you_mean(name, names())}valid methods: {choices(names())}")
+    factory, own = _WRAPPED.get(name, (lambda: _REGISTRY[name], {}))
+    params = inspect.signature(factory()).parameters.values()
+    return {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **own}
+
+
+__all__ = ["Aggregator", "defaults", "diagnostics", "get", "names"]

@@ -39,28 +39,32 @@ class TorchJD(Aggregator):
         return w
 
 
-def mgda(**kw) -> TorchJD:
-    """torchjd's MGDA with a tighter default tolerance (its default 1e-3 stops visibly short of
-    the min-norm point: g_i . d differed by up to 1.4% on a random 4 x 6 matrix)."""
-    from torchjd.aggregation import MGDAWeighting
+#: mtrl's defaults for torchjd's MGDA: a tighter tolerance (its default 1e-3 stops visibly short
+#: of the min-norm point: g_i . d differed by up to 1.4% on a random 4 x 6 matrix)
+MGDA_DEFAULTS = {"epsilon": 1e-6, "max_iters": 1000}
 
-    return TorchJD("mgda", MGDAWeighting, **{"epsilon": 1e-6, "max_iters": 1000, **kw})
+
+def weighting_class(name: str) -> type:
+    """The torchjd weighting behind mtrl's method ``name`` (mgda, alignedmtl, imtlg, upgrad)."""
+    from torchjd import aggregation
+
+    return getattr(aggregation, {"mgda": "MGDAWeighting", "alignedmtl": "AlignedMTLWeighting",
+                                 "imtlg": "IMTLGWeighting", "upgrad": "UPGradWeighting"}[name])
+
+
+def mgda(**kw) -> TorchJD:
+    """torchjd's MGDA with :data:`MGDA_DEFAULTS`."""
+    return TorchJD("mgda", weighting_class("mgda"), **{**MGDA_DEFAULTS, **kw})
 
 
 def alignedmtl(**kw) -> TorchJD:
-    from torchjd.aggregation import AlignedMTLWeighting
-
-    return TorchJD("alignedmtl", AlignedMTLWeighting, torch.float64, **kw)
+    return TorchJD("alignedmtl", weighting_class("alignedmtl"), torch.float64, **kw)
 
 
 def imtlg(**kw) -> TorchJD:
-    from torchjd.aggregation import IMTLGWeighting
-
-    return TorchJD("imtlg", IMTLGWeighting, torch.float64, **kw)
+    return TorchJD("imtlg", weighting_class("imtlg"), torch.float64, **kw)
 
 
 def upgrad(**kw) -> TorchJD:
-    from torchjd.aggregation import UPGradWeighting
-
-    return TorchJD("upgrad", UPGradWeighting, **kw)
+    return TorchJD("upgrad", weighting_class("upgrad"), **kw)
 
