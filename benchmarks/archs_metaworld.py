@@ -70,8 +70,16 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
     groups: dict[tuple[str, str], dict[int, dict]] = {}
     for r in rows:
         if r.get("minutes") is None and r["curve"]:
-            groups.setdefault(arch_of(r), {})[r["seed"]] = r  # a seed run again: the later row
-    tasks = list(next(iter(rows))["per_task_final"]) if rows else []
+            group = groups.setdefault(arch_of(r), {})
+            same = group.get(r["seed"])  # a seed run again: the later row, if it is the same run
+            if same is not None and (same["overrides"], same["total_steps"]) != (r["overrides"], r["total_steps"]):
+                raise SystemExit(f"{out}: {'+'.join(arch_of(r))} seed {r['seed']} ran with two recipes or budgets "
+                                 f"({same['overrides']}, {same['total_steps']} vs {r['overrides']}, {r['total_steps']}); "
+                                 "keep each recipe in its own --out")
+            group[r["seed"]] = r
+    if not groups:
+        return "(no step-budgeted runs)"
+    tasks = list(next(iter(next(iter(groups.values())).values()))["per_task_final"])
     order = {a: i for i, a in enumerate(ARCHS)}
     keys = sorted(groups, key=lambda k: (k[1] != "mean", k[1], order.get(k[0], 99), k[0]))
     matrices = {k: np.array([[r["per_task_final"][t] for t in tasks] for r in groups[k].values()]) for k in keys}
@@ -79,7 +87,7 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
     point, ci = rly.get_interval_estimates({f"{a}+{s}": m for (a, s), m in matrices.items()},
                                            lambda x: np.array([metrics.aggregate_mean(x)]), reps=reps)
     head = ["arch", "surgery", "seeds", "final success per seed", "mean [95% CI]",
-            f"mean of the last {last} evaluations", "per task (final, mean over seeds)", "env steps/s (training)"]
+            f"mean of the last {last} evaluations", "per task (final, mean over seeds)", "env steps/s (training, median over seeds)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k in keys:
         rs = [groups[k][s] for s in sorted(groups[k])]

@@ -49,7 +49,7 @@ def method_label(cfg: dict[str, Any]) -> str:
     surgery, args = cfg.get("surgery", "mean"), cfg.get("surgery_args") or {}
     args = {k: v for k, v in args.items() if not _is_default(surgery, k, v)}
     if args:  # the parameters that differ from the method's defaults (surgery.defaults)
-        surgery += "(" + ",".join(f"{k}={format(v, 'g') if isinstance(v, float) else v}"
+        surgery += "(" + ",".join(f"{k}={format(v, '.10g') if isinstance(v, float) else v}"
                                   for k, v in sorted(args.items())) + ")"
     label = label if surgery == "mean" else f"{label}+{surgery}"
     curr = cfg.get("curriculum")
@@ -187,17 +187,21 @@ def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(configs: list[dict[str, Any]]) -> list[str]:
     """Flattened config keys (``sac.hidden``) whose values differ between ``configs``, bookkeeping
-    (``seed``, ``run_dir``, logging, checkpointing, ``device``), the unused algorithm's section and
-    ``surgery_args`` (part of the method's label) aside.
+    (``seed``, ``run_dir``, logging, checkpointing, ``device``) and the unused algorithm's section
+    aside; ``surgery_args`` at the method's default count as absent (:func:`_is_default`).
     A key one config lacks counts as differing: pass configs with their defaults filled in
     (:func:`read_config`)."""
-    flats = [_flat(c) for c in configs]
+    flats = [_flat(_without_default_surgery_args(c)) for c in configs]
     keys = set().union(*flats) - _BOOKKEEPING if flats else set()
     unused = {_OTHER_SECTION.get(c.get("algo", "")) for c in configs}  # one algo per group: it is in the label
-    # surgery_args are in the label with their defaults taken into account (_is_default): a default
-    # left implicit in one run and written out in another is not a difference
-    keys = {k for k in keys if k.split(".", 1)[0] not in unused and not k.startswith("surgery_args.")}
+    keys = {k for k in keys if k.split(".", 1)[0] not in unused}
     return sorted(k for k in keys if len({f.get(k) for f in flats}) > 1)
+
+
+def _without_default_surgery_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with the ``surgery_args`` that equal the method's defaults removed."""
+    surgery, args = cfg.get("surgery", "mean"), cfg.get("surgery_args") or {}
+    return {**cfg, "surgery_args": {k: v for k, v in args.items() if not _is_default(surgery, k, v)}}
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -355,8 +355,10 @@ class Trainer:
                        "success": dict(zip(self.task_names, np.nan_to_num(self.stats.per_task(1)).tolist())),
                        "checkpoint": str(path)}
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-            print(f"{'stopped' if interrupted else 'done'}: step {self.step:,}, mean success "
-                  f"{summary['mean_success']:.2f}; checkpoint {path}; logs: tensorboard --logdir {self.run_dir}",
+            # the training episodes' success (exploring policy), not the deterministic evaluation's
+            print(f"{'stopped' if interrupted else 'done'}: step {self.step:,}, training-episode success "
+                  f"{summary['mean_success']:.2f} (last {self.stats.window} per task; deterministic evaluations: "
+                  f"eval_history.jsonl); checkpoint {path}; logs: tensorboard --logdir {self.run_dir}",
                   flush=True)
             if interrupted:
                 print(f"continue with: mtrl train --resume {self.run_dir}", flush=True)

@@ -143,6 +143,13 @@ def test_labels_leave_out_surgery_args_at_their_defaults():
     assert method_label({"algo": "mtsac", "surgery": "gcond",
                          "surgery_args": {"thresholds": [-0.8, -0.5, 0.0]}}) == "mtsac+gcond"  # a YAML list
     assert method_label({"algo": "mtsac", "surgery": "fastcagrad", "surgery_args": {"k": 4}}) == "mtsac+fastcagrad"
+    # within one label, a default left implicit is no difference; a value the label rounds is
+    from mtrl.compare import config_differences
+
+    base = {"algo": "mtsac", "surgery": "cagrad"}
+    assert config_differences([base, {**base, "surgery_args": {"c": 0.5}}]) == []
+    assert config_differences([{**base, "surgery_args": {"c": 0.9}},
+                               {**base, "surgery_args": {"c": 0.9 + 1e-12}}]) == ["surgery_args.c"]
     # an unknown parameter stays visible (training would reject it)
     assert method_label({"algo": "mtsac", "surgery": "pcgrad", "surgery_args": {"zeta": 1}}) == "mtsac+pcgrad(zeta=1)"
     with pytest.raises(MtrlError, match="valid methods"):
