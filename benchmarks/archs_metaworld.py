@@ -51,10 +51,9 @@ def surgery_overrides(spec: str) -> list[str]:
 
 
 def arch_of(row: dict) -> tuple[str, str]:
-    """``(arch, surgery spec)`` of a result row, read from its overrides (``surgery=mean`` -> "mean")."""
-    ov = dict(o.split("=", 1) for o in row["overrides"])
-    opts = ",".join(f"{k.split('.', 1)[1]}={v}" for k, v in ov.items() if k.startswith("surgery_args."))
-    return ov.get("sac.arch", "mlp"), ov.get("surgery", "mean") + (f":{opts}" if opts else "")
+    """``(arch, surgery spec)`` of a result row, from its variant label (``moore+pcgrad``, ``mlp``)."""
+    arch, _, surgery = row["variant"].partition("+")
+    return arch, surgery or "mean"
 
 
 def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> str:
@@ -64,8 +63,7 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
     evaluations (the evaluation-to-evaluation swing with 5 episodes per task is +-0.15), the final
     per-task mean and the training env steps/s. Writes ``OUT/table_archs.md`` and
     ``OUT/curves_steps.png`` (mean success against env steps, one panel per surgery method)."""
-    from rliable import library as rly
-    from rliable import metrics
+    from mtrl.compare import interval_estimates
 
     groups: dict[tuple[str, str], dict[int, dict]] = {}
     for r in rows:
@@ -83,9 +81,7 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
     order = {a: i for i, a in enumerate(ARCHS)}
     keys = sorted(groups, key=lambda k: (k[1] != "mean", k[1], order.get(k[0], 99), k[0]))
     matrices = {k: np.array([[r["per_task_final"][t] for t in tasks] for r in groups[k].values()]) for k in keys}
-    np.random.seed(0)  # rliable's bootstrap draws from NumPy's global generator
-    point, ci = rly.get_interval_estimates({f"{a}+{s}": m for (a, s), m in matrices.items()},
-                                           lambda x: np.array([metrics.aggregate_mean(x)]), reps=reps)
+    point, ci = interval_estimates({f"{a}+{s}": m for (a, s), m in matrices.items()}, reps)  # [IQM, mean]
     head = ["arch", "surgery", "seeds", "final success per seed", "mean [95% CI]",
             f"mean of the last {last} evaluations", "per task (final, mean over seeds)", "env steps/s (training, median over seeds)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -93,12 +89,12 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
         rs = [groups[k][s] for s in sorted(groups[k])]
         curves = [np.asarray(r["curve"], dtype=float) for r in rs]
         name = f"{k[0]}+{k[1]}"
-        lo, hi = ci[name][0, 0], ci[name][1, 0]
+        lo, hi = ci[name][0, 1], ci[name][1, 1]
         interval = f"[{lo:.2f}, {hi:.2f}]" if len(rs) > 1 else "(1 seed: no CI)"
         per_task = ", ".join(f"{t.removesuffix('-v3')} {v:.2f}" for t, v in zip(tasks, matrices[k].mean(0)))
         lines.append(
             f"| {k[0]} | {k[1]} | {', '.join(str(s) for s in sorted(groups[k]))} | "
-            f"{' / '.join(f'{c[-1, 2]:.2f}' for c in curves)} | **{point[name][0]:.2f}** {interval} | "
+            f"{' / '.join(f'{c[-1, 2]:.2f}' for c in curves)} | **{point[name][1]:.2f}** {interval} | "
             f"{np.mean([c[-last:, 2].mean() for c in curves]):.2f} | {per_task} | "
             f"{np.median([c[-1, 0] / max(c[-1, 1], 1e-9) for c in curves]):.0f} |")
     (out / "table_archs.md").write_text("\n".join(lines) + "\n")

@@ -236,19 +236,25 @@ def collect(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
     return dict(groups)
 
 
-def aggregate(groups: dict[str, list[dict[str, Any]]], reps: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """IQM and mean with 95% stratified bootstrap CIs per method (rliable)."""
+def interval_estimates(matrices: dict[str, np.ndarray], reps: int = 2000,
+                       seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per method, from its runs x tasks score matrix: the IQM and the mean (``point[m]``, ``[2]``)
+    with 95% stratified bootstrap CIs (``ci[m]``, ``[2 (low, high), 2]``), as rliable computes them."""
     from rliable import library as rly
     from rliable import metrics
-
-    tasks = sorted(groups[next(iter(groups))][0]["scores"])
-    matrices = {m: np.array([[r["scores"][t] for t in tasks] for r in runs]) for m, runs in groups.items()}
 
     def agg(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
 
     np.random.seed(seed)  # rliable's bootstrap draws from NumPy's global generator
-    point, ci = rly.get_interval_estimates(matrices, agg, reps=reps)
+    return rly.get_interval_estimates(matrices, agg, reps=reps)
+
+
+def aggregate(groups: dict[str, list[dict[str, Any]]], reps: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """IQM and mean with 95% stratified bootstrap CIs per method (rliable)."""
+    tasks = sorted(groups[next(iter(groups))][0]["scores"])
+    matrices = {m: np.array([[r["scores"][t] for t in tasks] for r in runs]) for m, runs in groups.items()}
+    point, ci = interval_estimates(matrices, reps, seed)
     return {"tasks": tasks, "methods": {
         m: {"runs": len(groups[m]), "seeds": [r["seed"] for r in groups[m]], "iqm": float(point[m][0]),
             "iqm_ci95": [float(ci[m][0, 0]), float(ci[m][1, 0])], "mean": float(point[m][1]),

@@ -52,10 +52,14 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get(name: str, **kwargs: Any) -> Aggregator:
-    """Build the aggregator ``name`` with its parameters (e.g. ``get("cagrad", c=0.9)``)."""
+def _check(name: str) -> None:
     if name not in _REGISTRY:
         raise MtrlError(f"unknown surgery method {name!r}; {did_you_mean(name, names())}valid methods: {choices(names())}")
+
+
+def get(name: str, **kwargs: Any) -> Aggregator:
+    """Build the aggregator ``name`` with its parameters (e.g. ``get("cagrad", c=0.9)``)."""
+    _check(name)
     try:
         return _REGISTRY[name](**kwargs)
     except (TypeError, ValueError) as exc:
@@ -67,8 +71,7 @@ def defaults(name: str) -> dict[str, Any]:
     from the constructor's signature (for wrapped methods: the wrapped factory's, then the
     wrapper's own), so ``surgery_args: {c: 0.5}`` and no ``surgery_args`` can be told apart from a
     real difference (``mtrl compare``)."""
-    if name not in _REGISTRY:
-        raise MtrlError(f"unknown surgery method {name!r}; {did_you_mean(name, names())}valid methods: {choices(names())}")
+    _check(name)
     factory, own = _WRAPPED.get(name, (lambda: _REGISTRY[name], {}))
     params = inspect.signature(factory()).parameters.values()
     return {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **own}
