@@ -34,7 +34,7 @@ import numpy as np
 from runlock import run_once
 from sac_recipes import ROOT, load, run_one, summarise
 
-SETS = {"reach4": "envs/reach4.yaml", "manip4": "envs/manip4.yaml"}
+SETS = {"reach4": "envs/reach4.yaml", "manip4": "envs/manip4.yaml", "mt10": "envs/mt10.yaml"}
 ARCHS = ["mlp", "multihead", "softmod", "moore", "paco"]
 RECIPE = ["sac.hidden=[256,256]", "sac.utd=0.5"]
 #: agents/mtsac-fast.yaml's keys that apply to one shared network (all but ``sac.heads=ensemble``), with
@@ -136,11 +136,14 @@ def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], path: Path, set
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    p.add_argument("--sets", nargs="+", default=["reach4", "manip4"], choices=list(SETS))
     p.add_argument("--archs", nargs="+", default=ARCHS)
     p.add_argument("--surgery", nargs="+", default=["mean", "pcgrad"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=200_000)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="also stop each run after this much wall-clock (then its row is time-budgeted: table.md, "
+                        "not table_archs.md)")
     p.add_argument("--eval-every", type=int, default=20_000)
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--recipe", nargs="*", default=None, help="overrides shared by every run (default: --recipe-name's)")
@@ -164,7 +167,7 @@ def main() -> None:
                                  lambda r, label=label, seed=seed, overrides=overrides: (
                                      r["variant"], r["seed"], r["overrides"]) == (label, seed, overrides),
                                  lambda label=label, seed=seed, overrides=overrides, out=out, env=SETS[name]: run_one(
-                                     label, seed, overrides, out, None, args.eval_every, args.eval_episodes,
+                                     label, seed, overrides, out, args.minutes, args.eval_every, args.eval_episodes,
                                      env=env, total_steps=args.steps))
         if load(results):
             print(json.dumps({name: summarise(load(results), out, f"MT-SAC architectures on Meta-World {name}")},

@@ -8,6 +8,7 @@ hits every architecture alike; the median of ``--reps`` rounds is reported, with
 
     .venv/bin/python benchmarks/speed_archs.py [--reps 7] [--threads 1] [--archs mlp moore ...]
     .venv/bin/python benchmarks/speed_archs.py --archs mlp paco paco:compose=false   # with arch_args
+    python3 benchmarks/speed_archs.py --device cuda --out speed_archs_gpu.json       # the learner on a GPU
 
 Prints JSON and writes it to ``benchmarks/results/speed_archs.json``.
 """
@@ -51,8 +52,10 @@ def main() -> None:
     p.add_argument("--archs", nargs="+", default=list(archs.ARCHS),
                    help="architecture names, each optionally with arch_args: NAME:KEY=VALUE[,KEY=VALUE]")
     p.add_argument("--surgery", nargs="+", default=["mean", "pcgrad"])
+    p.add_argument("--device", default="cpu", help="the learner's device (cuda: timed with a synchronize)")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/speed_archs.json"))
     args = p.parse_args()
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     torch.set_num_threads(args.threads)
     box = gym.spaces.Box(-1, 1, (ACT,), np.float32)
     descs = list(METAWORLD.values())[:T]
@@ -61,18 +64,23 @@ def main() -> None:
         for a in args.archs:
             name, kw = parse_arch(a)
             extra = {"descriptions": descs} if archs.get(name).needs_descriptions else {}
-            agents[(a, s)] = MTSAC(SACConfig(arch=name, arch_args={**extra, **kw}), OBS, T, box, seed=0, surgery=s)
+            agents[(a, s)] = MTSAC(SACConfig(arch=name, arch_args={**extra, **kw}), OBS, T, box, seed=0, surgery=s,
+                                   device=args.device)
     b = batch()
     for agent in agents.values():  # warm-up (allocator, vmap tracing)
         agent.update(b)
     times: dict[tuple[str, str], list[float]] = {k: [] for k in agents}
     for _ in range(args.reps):
         for k, agent in agents.items():
+            sync()
             t0 = time.perf_counter()
             agent.update(b)
+            sync()
             times[k].append(time.perf_counter() - t0)
     out: dict = {"T": T, "per_task": PER, "hidden": [400, 400, 400], "threads": args.threads, "reps": args.reps,
-                 "torch": torch.__version__, "archs": {}}
+                 "torch": torch.__version__, "device": args.device, "archs": {}}
+    if args.device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name()
     for a in args.archs:
         counts = [archs.count_params(n) for n in (agents[(a, args.surgery[0])].actor, agents[(a, args.surgery[0])].critic)]
         row: dict = {"params": sum(c[0] for c in counts), "params_per_task": sum(c[1] for c in counts)}
