@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from runlock import run_once
-from sac_recipes import ROOT, load, run_one, summarise
+from sac_recipes import ROOT, load, returns_of, run_one, summarise
 
 SETS = {"reach4": "envs/reach4.yaml", "manip4": "envs/manip4.yaml", "mt10": "envs/mt10.yaml"}
 ARCHS = ["mlp", "multihead", "softmod", "moore", "paco"]
@@ -61,8 +61,10 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
     each seed, their mean with a 95% stratified bootstrap CI over the runs x tasks matrix of final
     per-task success (rliable, Agarwal et al. NeurIPS 2021), the mean over each run's ``last``
     evaluations (the evaluation-to-evaluation swing with 5 episodes per task is +-0.15), the final
-    per-task mean and the training env steps/s. Writes ``OUT/table_archs.md`` and
-    ``OUT/curves_steps.png`` (mean success against env steps, one panel per surgery method)."""
+    per-task mean, the final evaluation return (mean over tasks, with the same kind of CI: it tells
+    learning apart where success is still 0 everywhere) and the training env steps/s. Writes
+    ``OUT/table_archs.md`` and ``OUT/curves_steps.png`` (mean success and mean return against env
+    steps, one column per surgery method)."""
     from mtrl.compare import interval_estimates
 
     groups: dict[tuple[str, str], dict[int, dict]] = {}
@@ -82,8 +84,13 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
     keys = sorted(groups, key=lambda k: (k[1] != "mean", k[1], order.get(k[0], 99), k[0]))
     matrices = {k: np.array([[r["per_task_final"][t] for t in tasks] for r in groups[k].values()]) for k in keys}
     point, ci = interval_estimates({f"{a}+{s}": m for (a, s), m in matrices.items()}, reps)  # [IQM, mean]
+    with_ret = [k for k in keys if all("per_task_return_final" in r for r in groups[k].values())]
+    ret_point, ret_ci = interval_estimates(
+        {f"{a}+{s}": np.array([[r["per_task_return_final"][t] for t in tasks] for r in groups[(a, s)].values()])
+         for a, s in with_ret}, reps) if with_ret else ({}, {})
     head = ["arch", "surgery", "seeds", "final success per seed", "mean [95% CI]",
-            f"mean of the last {last} evaluations", "per task (final, mean over seeds)", "env steps/s (training, median over seeds)"]
+            f"mean of the last {last} evaluations", "per task (final, mean over seeds)",
+            "final return, mean over tasks [95% CI]", "env steps/s (training, median over seeds)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k in keys:
         rs = [groups[k][s] for s in sorted(groups[k])]
@@ -92,20 +99,26 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
         lo, hi = ci[name][0, 1], ci[name][1, 1]
         interval = f"[{lo:.2f}, {hi:.2f}]" if len(rs) > 1 else "(1 seed: no CI)"
         per_task = ", ".join(f"{t.removesuffix('-v3')} {v:.2f}" for t, v in zip(tasks, matrices[k].mean(0)))
+        ret = "n/a"
+        if name in ret_point:
+            ret = f"{ret_point[name][1]:.0f}" + (f" [{ret_ci[name][0, 1]:.0f}, {ret_ci[name][1, 1]:.0f}]" if len(rs) > 1 else "")
         lines.append(
             f"| {k[0]} | {k[1]} | {', '.join(str(s) for s in sorted(groups[k]))} | "
             f"{' / '.join(f'{c[-1, 2]:.2f}' for c in curves)} | **{point[name][1]:.2f}** {interval} | "
-            f"{np.mean([c[-last:, 2].mean() for c in curves]):.2f} | {per_task} | "
+            f"{np.mean([c[-last:, 2].mean() for c in curves]):.2f} | {per_task} | {ret} | "
             f"{np.median([c[-1, 0] / max(c[-1, 1], 1e-9) for c in curves]):.0f} |")
     (out / "table_archs.md").write_text("\n".join(lines) + "\n")
     _plot_steps({k: [np.asarray(groups[k][s]["curve"], dtype=float) for s in sorted(groups[k])] for k in keys},
+                {k: [np.asarray(groups[k][s]["return_curve"], dtype=float) for s in sorted(groups[k])] for k in with_ret},
                 out / "curves_steps.png", out.name)
     return "\n".join(lines)
 
 
-def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], path: Path, set_name: str) -> None:
-    """Mean success over seeds against env steps, from the first evaluation on (no value is drawn
-    before it), one panel per surgery method, one line per architecture."""
+def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], returns: dict[tuple[str, str], list[np.ndarray]],
+                path: Path, set_name: str) -> None:
+    """Mean success over seeds against env steps (``[step, wall_s, success]`` curves), from the first
+    evaluation on (no value is drawn before it), one panel per surgery method, one line per
+    architecture; below, where ``returns`` has ``[step, mean return]`` curves, the mean return."""
     try:
         import matplotlib
 
@@ -114,24 +127,45 @@ def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], path: Path, set
     except ImportError:
         return
     surgeries = sorted({s for _, s in curves}, key=lambda s: (s != "mean", s))
-    fig, axes = plt.subplots(1, len(surgeries), figsize=(5.5 * len(surgeries), 4), squeeze=False, sharey=True)
-    for ax, surgery in zip(axes[0], surgeries):
-        for (arch, s), cs in curves.items():
-            if s != surgery:
-                continue
-            grid = np.linspace(max(c[0, 0] for c in cs), min(c[-1, 0] for c in cs), 40)
-            color = f"C{ARCHS.index(arch)}" if arch in ARCHS else None  # one colour per arch in every panel
-            ax.plot(grid, np.mean([np.interp(grid, c[:, 0], c[:, 2]) for c in cs], 0), label=f"{arch} ({len(cs)})",
-                    color=color)
-        ax.set_title(f"surgery={surgery}")
-        ax.set_xlabel("env steps (all tasks)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("mean deterministic success (seeds)")
+    panels = [(curves, 2, "mean deterministic success (seeds)")] + ([(returns, 1, "mean evaluation return")] if returns else [])
+    fig, axes = plt.subplots(len(panels), len(surgeries), figsize=(5.5 * len(surgeries), 4 * len(panels)),
+                             squeeze=False, sharey="row")
+    for row, (data, col, ylabel) in zip(axes, panels):
+        for ax, surgery in zip(row, surgeries):
+            for (arch, s), cs in data.items():
+                if s != surgery:
+                    continue
+                grid = np.linspace(max(c[0, 0] for c in cs), min(c[-1, 0] for c in cs), 40)
+                color = f"C{ARCHS.index(arch)}" if arch in ARCHS else None  # one colour per arch in every panel
+                ax.plot(grid, np.mean([np.interp(grid, c[:, 0], c[:, col]) for c in cs], 0),
+                        label=f"{arch} ({len(cs)})", color=color)
+            ax.set_title(f"surgery={surgery}")
+            ax.set_xlabel("env steps (all tasks)")
+            if col == 2:
+                ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize=8)
+        row[0].set_ylabel(ylabel)
     fig.suptitle(f"MT-SAC architectures on Meta-World {set_name} (number of seeds in brackets)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def backfill_returns(results: Path) -> None:
+    """Rows written before result rows carried evaluation returns get them from their run folder
+    (``runs/<variant>_s<seed>``, its eval_history or TensorBoard events) where it is still there;
+    the file is rewritten in one rename."""
+    rows = load(results)
+    todo = [r for r in rows if "per_task_return_final" not in r
+            and (results.parent / "runs" / f"{r['variant']}_s{r['seed']}").is_dir()]
+    if not todo:
+        return
+    for r in todo:
+        r.update(returns_of(results.parent / "runs" / f"{r['variant']}_s{r['seed']}"))
+    tmp = results.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(results)
+    print(f"{results}: evaluation returns added to {len(todo)} rows from their run folders")
 
 
 def main() -> None:
@@ -170,6 +204,7 @@ def main() -> None:
                                      label, seed, overrides, out, args.minutes, args.eval_every, args.eval_episodes,
                                      env=env, total_steps=args.steps))
         if load(results):
+            backfill_returns(results)
             print(json.dumps({name: summarise(load(results), out, f"MT-SAC architectures on Meta-World {name}")},
                              indent=2))
             print(arch_table(load(results), out))

@@ -146,7 +146,22 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
             "preset": preset, "total_steps": total_steps,
             "curve": [[h["step"], h["wall_s"], h["mean_success"]] for h in hist],
             "per_task_final": hist[-1]["success"] if hist else {},
+            **returns_of(run_dir),
             "load_avg": float(np.mean(loads)) if loads else None, "cpus": os.cpu_count(), "cpu": _cpu_model()}
+
+
+def returns_of(run_dir: Path) -> dict:
+    """A run's evaluation returns for its result row: ``return_curve`` (``[step, mean over tasks]``)
+    and ``per_task_return_final``; empty if it logged none."""
+    from mtrl.compare import eval_returns
+
+    ev = eval_returns(run_dir)
+    if ev is None or not len(ev[0]):
+        return {}
+    steps, per_task = ev
+    mean = np.mean(list(per_task.values()), axis=0)
+    return {"return_curve": [[int(s), round(float(m), 2)] for s, m in zip(steps, mean)],
+            "per_task_return_final": {t: round(float(v[-1]), 2) for t, v in per_task.items()}}
 
 
 def _cpu_model() -> str:

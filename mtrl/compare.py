@@ -99,6 +99,31 @@ def eval_curve(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return steps, np.array([by_step[k] for k in steps])
 
 
+def eval_returns(run: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Per-task mean undiscounted return of the evaluations during training: ``(steps, {task:
+    returns})``, from ``eval_history.jsonl`` (its ``return`` field) or, for runs from before that
+    field, the ``eval/return/<task>`` TensorBoard scalars; None if the run has neither. Where every
+    task's success is still 0 (a hard set at a small budget), the return still tells learning apart."""
+    hist = run / "eval_history.jsonl"
+    rows = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()] if hist.is_file() else []
+    if rows and all("return" in r for r in rows):
+        by_step = {r["step"]: r["return"] for r in rows}  # resumed: keep the last
+        steps = np.array(sorted(by_step))
+        return steps, {t: np.array([by_step[k][t] for k in steps], dtype=float) for t in by_step[steps[0]]}
+    if not any(run.glob("events.out.tfevents.*")):
+        return None
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    ea.Reload()
+    tags = [t for t in ea.Tags()["scalars"] if t.startswith("eval/return/") and t != "eval/return/mean"]
+    if not tags:
+        return None
+    series = {t.removeprefix("eval/return/"): {e.step: e.value for e in ea.Scalars(t)} for t in tags}
+    steps = np.array(sorted(set.intersection(*(set(v) for v in series.values()))))
+    return steps, {t: np.array([v[k] for k in steps], dtype=float) for t, v in series.items()}
+
+
 def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
     """Mean success over tasks vs env steps: evaluations if any, else the training-episode window."""
     ev = eval_curve(run)

@@ -278,7 +278,8 @@ class Trainer:
               f"({self.cfg.eval_episodes} deterministic episodes per task)", flush=True)
         with open(self.run_dir / "eval_history.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, "wall_s": round(self.wall_s, 1), "mean_success": res["mean_success"],
-                                "success": dict(zip(self.task_names, res["success"].tolist()))}) + "\n")
+                                "success": dict(zip(self.task_names, res["success"].tolist())),
+                                "return": dict(zip(self.task_names, np.round(res["return"], 2).tolist()))}) + "\n")
 
     def maybe_video(self, logger: Logger, prev_step: int) -> None:
         """Every ``video_every`` env steps: checkpoint, record one episode per task, log the grid GIF."""

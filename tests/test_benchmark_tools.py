@@ -41,3 +41,44 @@ def test_surgery_comparison_recipe_builds_a_valid_config_for_each_method():
         cfg = build_config(["envs/reach4.yaml", "agents/mtsac.yaml"], [*SURGERY_RECIPE, *surgery_overrides(spec)])
         assert cfg.surgery == spec.split(":")[0] and cfg.surgery_args == args
         assert cfg.reward_norm == "max_return" and cfg.sac.heads == "single"
+
+
+def _row(variant, seed, success, returns=None):
+    tasks = ["push-v3", "door-open-v3"]
+    row = {"variant": variant, "seed": seed, "minutes": None, "overrides": ["sac.arch=x"], "total_steps": 200,
+           "curve": [[100, 10.0, 0.0], [200, 20.0, success]], "per_task_final": dict.fromkeys(tasks, success)}
+    if returns is not None:
+        row["return_curve"] = [[100, returns / 2], [200, returns]]
+        row["per_task_return_final"] = dict.fromkeys(tasks, returns)
+    return row
+
+
+def test_arch_table_reports_returns_where_every_seed_has_them(tmp_path):
+    """At success 0 everywhere the evaluation return still ranks the architectures; a group with a
+    seed that has no returns (a row from before rows carried them) says n/a, not a partial mean."""
+    from archs_metaworld import arch_table
+
+    rows = [_row("mlp", 0, 0.0, 100.0), _row("mlp", 1, 0.0, 300.0), _row("moore", 0, 0.5, 50.0), _row("moore", 1, 0.5)]
+    lines = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in arch_table(rows, tmp_path, reps=50).splitlines()[2:]}
+    assert lines["mlp"][7].startswith("200 [") and lines["mlp"][4].startswith("**0.00**")
+    assert lines["moore"][7] == "n/a" and lines["moore"][4].startswith("**0.50**")
+    assert (tmp_path / "table_archs.md").is_file()
+
+
+def test_backfill_returns_reads_old_rows_run_folders(tmp_path):
+    """Rows written before rows carried returns get them from their run's eval_history (or
+    TensorBoard events); rows without a run folder are left as they were."""
+    from archs_metaworld import backfill_returns
+
+    rows = [_row("mlp", 0, 0.0), _row("moore", 0, 0.0)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "runs" / "mlp_s0"
+    run.mkdir(parents=True)
+    hist = [{"step": s, "mean_success": 0.0, "success": {"push-v3": 0.0, "door-open-v3": 0.0},
+             "return": {"push-v3": r, "door-open-v3": 2 * r}} for s, r in [(100, 10.0), (200, 30.0)]]
+    (run / "eval_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
+    backfill_returns(tmp_path / "results.jsonl")
+    mlp, moore = load_rows(tmp_path / "results.jsonl")
+    assert mlp["return_curve"] == [[100, 15.0], [200, 45.0]]
+    assert mlp["per_task_return_final"] == {"push-v3": 30.0, "door-open-v3": 60.0}
+    assert "return_curve" not in moore

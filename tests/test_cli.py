@@ -1,5 +1,6 @@
 """The `mtrl` CLI end to end on tiny budgets, and its one-line errors on bad input."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mtrl.compare import eval_returns
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +69,19 @@ def test_train_with_surgery_logs_diagnostics(tmp_path):
     for tag in ["diag/critic/conflict_fraction", "diag/actor/condition_number", "diag/critic/grad_norm/reach-v3",
                 "eval/success/mean", "sac/alpha/drawer-close-v3", "loss/critic/window-open-v3"]:
         assert tag in tags, sorted(tags)
+    # eval_history.jsonl carries each task's evaluation return, the one TensorBoard logged; a run from
+    # before that field gets it back from the events (compare.eval_returns)
+    hist = [json.loads(line) for line in (run / "eval_history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist] == [600] and set(hist[0]["return"]) == set(hist[0]["success"])
+    steps, returns = eval_returns(run)
+    assert list(steps) == [600] and {t: float(v[0]) for t, v in returns.items()} == hist[0]["return"]
+    tb = {t.removeprefix("eval/return/"): ea.Scalars(t)[0].value for t in tags if t.startswith("eval/return/")}
+    (run / "eval_history.jsonl").write_text(json.dumps({k: v for k, v in hist[0].items() if k != "return"}) + "\n")
+    steps, returns = eval_returns(run)
+    assert list(steps) == [600] and {t: float(v[0]) for t, v in returns.items()} == {
+        t: v for t, v in tb.items() if t != "mean"}
+    for t, v in hist[0]["return"].items():
+        assert abs(tb[t] - v) <= 0.005 + 1e-4 * abs(v)  # the history rounds to 2 decimals
 
 
 def test_train_with_two_ray_runners(tmp_path):
