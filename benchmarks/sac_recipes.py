@@ -231,7 +231,7 @@ def plot_curves(curves: dict[str, list[np.ndarray]], title: str, path: Path, bol
             ys = [np.interp(grid, c[:, col] / scale, c[:, 2]) for c in cs]
             ax.plot(grid, np.mean(ys, 0), label=f"{v} ({len(cs)})", lw=2.5 if v in bold else 1.2)
     axes[0].set_xlabel("training wall-clock (minutes)")
-    axes[1].set_xlabel("env steps (4 tasks)")
+    axes[1].set_xlabel("env steps (all tasks)")
     for ax in axes:
         ax.set_ylabel("mean deterministic success")
         ax.set_ylim(-0.02, 1.02)
