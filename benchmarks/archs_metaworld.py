@@ -90,7 +90,7 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
          for a, s in with_ret}, reps) if with_ret else ({}, {})
     head = ["arch", "surgery", "seeds", "final success per seed", "mean [95% CI]",
             f"mean of the last {last} evaluations", "per task (final, mean over seeds)",
-            "final return, mean over tasks [95% CI]", "env steps/s (training, median over seeds)"]
+            "final return, mean over tasks [95% CI]", "per task return (final, mean over seeds)", "env steps/s (training, median over seeds)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k in keys:
         rs = [groups[k][s] for s in sorted(groups[k])]
@@ -99,13 +99,15 @@ def arch_table(rows: list[dict], out: Path, last: int = 3, reps: int = 2000) -> 
         lo, hi = ci[name][0, 1], ci[name][1, 1]
         interval = f"[{lo:.2f}, {hi:.2f}]" if len(rs) > 1 else "(1 seed: no CI)"
         per_task = ", ".join(f"{t.removesuffix('-v3')} {v:.2f}" for t, v in zip(tasks, matrices[k].mean(0)))
-        ret = "n/a"
+        ret, ret_tasks = "n/a", "n/a"
         if name in ret_point:
+            ret_tasks = ", ".join(f"{t.removesuffix('-v3')} {np.mean([r['per_task_return_final'][t] for r in rs]):.0f}"
+                                  for t in tasks)
             ret = f"{ret_point[name][1]:.0f}" + (f" [{ret_ci[name][0, 1]:.0f}, {ret_ci[name][1, 1]:.0f}]" if len(rs) > 1 else "")
         lines.append(
             f"| {k[0]} | {k[1]} | {', '.join(str(s) for s in sorted(groups[k]))} | "
             f"{' / '.join(f'{c[-1, 2]:.2f}' for c in curves)} | **{point[name][1]:.2f}** {interval} | "
-            f"{np.mean([c[-last:, 2].mean() for c in curves]):.2f} | {per_task} | {ret} | "
+            f"{np.mean([c[-last:, 2].mean() for c in curves]):.2f} | {per_task} | {ret} | {ret_tasks} | "
             f"{np.median([c[-1, 0] / max(c[-1, 1], 1e-9) for c in curves]):.0f} |")
     (out / "table_archs.md").write_text("\n".join(lines) + "\n")
     _plot_steps({k: [np.asarray(groups[k][s]["curve"], dtype=float) for s in sorted(groups[k])] for k in keys},

@@ -62,6 +62,7 @@ def test_arch_table_reports_returns_where_every_seed_has_them(tmp_path):
     lines = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in arch_table(rows, tmp_path, reps=50).splitlines()[2:]}
     assert lines["mlp"][7].startswith("200 [") and lines["mlp"][4].startswith("**0.00**")
     assert lines["moore"][7] == "n/a" and lines["moore"][4].startswith("**0.50**")
+    assert lines["mlp"][8] == "push 200, door-open 200" and lines["moore"][8] == "n/a"
     assert (tmp_path / "table_archs.md").is_file()
 
 
