@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from runlock import run_once
-from sac_recipes import ROOT, load, returns_of, run_one, summarise
+from sac_recipes import ROOT, load, run_one, summarise
 
 SETS = {"reach4": "envs/reach4.yaml", "manip4": "envs/manip4.yaml", "mt10": "envs/mt10.yaml"}
 ARCHS = ["mlp", "multihead", "softmod", "moore", "paco"]
@@ -145,29 +145,13 @@ def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], returns: dict[t
             ax.set_xlabel("env steps (all tasks)")
             if col == 2:
                 ax.set_ylim(-0.02, 1.02)
-            ax.legend(fontsize=8)
+            if ax.lines:  # a surgery method whose runs logged no returns: an empty panel
+                ax.legend(fontsize=8)
         row[0].set_ylabel(ylabel)
     fig.suptitle(f"MT-SAC architectures on Meta-World {set_name} (number of seeds in brackets)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def backfill_returns(results: Path) -> None:
-    """Rows written before result rows carried evaluation returns get them from their run folder
-    (``runs/<variant>_s<seed>``, its eval_history or TensorBoard events) where it is still there;
-    the file is rewritten in one rename."""
-    rows = load(results)
-    todo = [r for r in rows if "per_task_return_final" not in r
-            and (results.parent / "runs" / f"{r['variant']}_s{r['seed']}").is_dir()]
-    if not todo:
-        return
-    for r in todo:
-        r.update(returns_of(results.parent / "runs" / f"{r['variant']}_s{r['seed']}"))
-    tmp = results.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(results)
-    print(f"{results}: evaluation returns added to {len(todo)} rows from their run folders")
 
 
 def main() -> None:
@@ -201,12 +185,12 @@ def main() -> None:
                         overrides = [*recipe, f"sac.arch={arch}", *surgery_overrides(surgery)]
                         run_once(out, f"{label}_s{seed}",
                                  lambda r, label=label, seed=seed, overrides=overrides: (
-                                     r["variant"], r["seed"], r["overrides"]) == (label, seed, overrides),
+                                     r["variant"], r["seed"], r["overrides"], r.get("minutes"), r["total_steps"]) == (
+                                     label, seed, overrides, args.minutes, args.steps),
                                  lambda label=label, seed=seed, overrides=overrides, out=out, env=SETS[name]: run_one(
                                      label, seed, overrides, out, args.minutes, args.eval_every, args.eval_episodes,
                                      env=env, total_steps=args.steps))
         if load(results):
-            backfill_returns(results)
             print(json.dumps({name: summarise(load(results), out, f"MT-SAC architectures on Meta-World {name}")},
                              indent=2))
             print(arch_table(load(results), out))

@@ -40,5 +40,6 @@ cat "$WORK/mt10/table.md"
 cp "$WORK/mt10/results.jsonl" "$WORK/mt10/table.md" "$WORK/mt10/curves.png" "$OUT/" 2>/dev/null
 (cd "$WORK" && tar czf "$OUT/logs.tgz" log_*.txt mt10/runs/*/train.log mt10/runs/*/eval_history.jsonl) 2>/dev/null
 echo "== update time per architecture at T=10 on the GPU"
-"$PY" benchmarks/speed_archs.py --device "$DEVICE" --reps 5 --out "$OUT/speed_archs_gpu.json" > /dev/null 2>&1
+"$PY" benchmarks/speed_archs.py --device "$DEVICE" --reps 5 --out "$OUT/speed_archs_gpu.json" > "$WORK/speed_archs.log" 2>&1 \
+  || { tail -5 "$WORK/speed_archs.log"; exit 1; }
 "$PY" -c "import json, sys; [print(k, v) for k, v in json.load(open(sys.argv[1]))['archs'].items()]" "$OUT/speed_archs_gpu.json"

@@ -156,10 +156,10 @@ def returns_of(run_dir: Path) -> dict:
     from mtrl.compare import eval_returns
 
     ev = eval_returns(run_dir)
-    if ev is None or not len(ev[0]):
+    if ev is None or not len(ev[0]) or not ev[1]:
         return {}
     steps, per_task = ev
-    mean = np.mean(list(per_task.values()), axis=0)
+    mean = np.nanmean(list(per_task.values()), axis=0)
     return {"return_curve": [[int(s), round(float(m), 2)] for s, m in zip(steps, mean)],
             "per_task_return_final": {t: round(float(v[-1]), 2) for t, v in per_task.items()}}
 

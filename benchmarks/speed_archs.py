@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="the learner's device (cuda: timed with a synchronize)")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/speed_archs.json"))
     args = p.parse_args()
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(args.device)) if args.device.startswith("cuda") else (lambda: None)
     torch.set_num_threads(args.threads)
     box = gym.spaces.Box(-1, 1, (ACT,), np.float32)
     descs = list(METAWORLD.values())[:T]
@@ -80,7 +80,7 @@ def main() -> None:
     out: dict = {"T": T, "per_task": PER, "hidden": [400, 400, 400], "threads": args.threads, "reps": args.reps,
                  "torch": torch.__version__, "device": args.device, "archs": {}}
     if args.device.startswith("cuda"):
-        out["gpu"] = torch.cuda.get_device_name()
+        out["gpu"] = torch.cuda.get_device_name(args.device)
     for a in args.archs:
         counts = [archs.count_params(n) for n in (agents[(a, args.surgery[0])].actor, agents[(a, args.surgery[0])].critic)]
         row: dict = {"params": sum(c[0] for c in counts), "params_per_task": sum(c[1] for c in counts)}

@@ -66,20 +66,14 @@ def test_arch_table_reports_returns_where_every_seed_has_them(tmp_path):
     assert (tmp_path / "table_archs.md").is_file()
 
 
-def test_backfill_returns_reads_old_rows_run_folders(tmp_path):
-    """Rows written before rows carried returns get them from their run's eval_history (or
-    TensorBoard events); rows without a run folder are left as they were."""
-    from archs_metaworld import backfill_returns
+def test_result_rows_take_the_runs_evaluation_returns(tmp_path):
+    """A run's row carries its evaluation returns: the mean over tasks per evaluation and each
+    task's final return (sac_recipes.returns_of, from eval_history.jsonl); none logged, none added."""
+    from sac_recipes import returns_of
 
-    rows = [_row("mlp", 0, 0.0), _row("moore", 0, 0.0)]
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run = tmp_path / "runs" / "mlp_s0"
-    run.mkdir(parents=True)
     hist = [{"step": s, "mean_success": 0.0, "success": {"push-v3": 0.0, "door-open-v3": 0.0},
              "return": {"push-v3": r, "door-open-v3": 2 * r}} for s, r in [(100, 10.0), (200, 30.0)]]
-    (run / "eval_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
-    backfill_returns(tmp_path / "results.jsonl")
-    mlp, moore = load_rows(tmp_path / "results.jsonl")
-    assert mlp["return_curve"] == [[100, 15.0], [200, 45.0]]
-    assert mlp["per_task_return_final"] == {"push-v3": 30.0, "door-open-v3": 60.0}
-    assert "return_curve" not in moore
+    (tmp_path / "eval_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
+    assert returns_of(tmp_path) == {"return_curve": [[100, 15.0], [200, 45.0]],
+                                    "per_task_return_final": {"push-v3": 30.0, "door-open-v3": 60.0}}
+    assert returns_of(tmp_path / "missing") == {}
