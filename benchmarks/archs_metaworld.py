@@ -154,6 +154,13 @@ def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], returns: dict[t
     plt.close(fig)
 
 
+def same_run(row: dict, label: str, seed: int, overrides: list[str], minutes: float | None, steps: int) -> bool:
+    """Whether result ``row`` is the run asked for: same label, seed, overrides and budget (a
+    step-budgeted row does not stand in for a time-budgeted run, nor one budget for another)."""
+    return (row["variant"], row["seed"], row["overrides"], row.get("minutes"), row["total_steps"]) == (
+        label, seed, overrides, minutes, steps)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", nargs="+", default=["reach4", "manip4"], choices=list(SETS))
@@ -184,9 +191,8 @@ def main() -> None:
                         label = f"{arch}+{surgery}" if surgery != "mean" else arch
                         overrides = [*recipe, f"sac.arch={arch}", *surgery_overrides(surgery)]
                         run_once(out, f"{label}_s{seed}",
-                                 lambda r, label=label, seed=seed, overrides=overrides: (
-                                     r["variant"], r["seed"], r["overrides"], r.get("minutes"), r["total_steps"]) == (
-                                     label, seed, overrides, args.minutes, args.steps),
+                                 lambda r, label=label, seed=seed, overrides=overrides: same_run(
+                                     r, label, seed, overrides, args.minutes, args.steps),
                                  lambda label=label, seed=seed, overrides=overrides, out=out, env=SETS[name]: run_one(
                                      label, seed, overrides, out, args.minutes, args.eval_every, args.eval_episodes,
                                      env=env, total_steps=args.steps))

@@ -53,6 +53,20 @@ def _row(variant, seed, success, returns=None):
     return row
 
 
+def test_a_run_is_done_only_when_a_row_has_its_label_seed_overrides_and_budget():
+    """archs_metaworld's skip check: a step-budgeted row does not stand in for a time-budgeted rerun,
+    another step budget, seed, label or override list."""
+    from archs_metaworld import same_run
+
+    row = _row("moore", 1, 0.5)
+    assert same_run(row, "moore", 1, ["sac.arch=x"], None, 200)
+    assert not same_run(row, "moore", 1, ["sac.arch=x"], 6.0, 200)
+    assert not same_run(row, "moore", 1, ["sac.arch=x"], None, 400)
+    assert not same_run(row, "moore", 2, ["sac.arch=x"], None, 200)
+    assert not same_run(row, "moore+pcgrad", 1, ["sac.arch=x"], None, 200)
+    assert not same_run(row, "moore", 1, ["sac.arch=x", "surgery=pcgrad"], None, 200)
+
+
 def test_arch_table_reports_returns_where_every_seed_has_them(tmp_path):
     """At success 0 everywhere the evaluation return still ranks the architectures; a group with a
     seed that has no returns (a row from before rows carried them) says n/a, not a partial mean."""
