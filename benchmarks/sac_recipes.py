@@ -6,7 +6,8 @@ stopped with SIGTERM (its clean stop: checkpoint, exit 0) once ``--minutes`` of 
 passed, evaluating every ``--eval-every`` env steps (deterministic, ``--eval-episodes`` per
 task). The run's ``eval_history.jsonl`` has env steps and training wall-clock seconds at each
 evaluation. Every finished run appends one JSON line to ``OUT/results.jsonl`` and is skipped
-when the script runs again, so the ablation can span sessions (an interrupted run restarts).
+when the script runs again, so the ablation can span sessions (an interrupted time-budgeted run
+restarts; a step-budgeted one resumes: :func:`run_one`).
 
     .venv/bin/python benchmarks/sac_recipes.py                          # every variant, seeds 0 1
     .venv/bin/python benchmarks/sac_recipes.py --variants base combo --seeds 0 1 2 --minutes 60
@@ -117,17 +118,40 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
             eval_episodes: int, env: str = "envs/reach4.yaml", total_steps: int = NO_STEP_LIMIT) -> dict:
     """One ``mtrl train ENV agents/mtsac.yaml`` run (``PRESETS`` names another preset for some
     variants): stopped by SIGTERM after ``minutes`` of wall-clock (None: when it reaches
-    ``total_steps``); returns its result row."""
+    ``total_steps``); returns its result row.
+
+    A time-budgeted run that was interrupted starts again (its wall-clock cannot be resumed
+    fairly). A step-budgeted run (``minutes=None``) checkpoints at every evaluation with its replay
+    buffer and, when the benchmark runs again with the same command, continues with ``mtrl train
+    --resume`` from its newest intact checkpoint (the row's ``resumed_from`` lists the steps), so
+    that a long run survives the end of a session: stop it with SIGTERM to its ``mtrl.cli train``
+    process (it checkpoints and exits; no row is written for it). Meta-World env states are not
+    checkpointed, so a resumed run starts fresh episodes there (ENV-NOTES)."""
     run_dir = out / "runs" / f"{variant}_s{seed}"
-    if run_dir.exists():  # an interrupted run: its wall-clock budget cannot be resumed fairly
-        shutil.rmtree(run_dir)
     preset = PRESETS.get(variant, "agents/mtsac.yaml")
-    cmd = [sys.executable, "-m", "mtrl.cli", "train", env, preset,
-           f"total_steps={total_steps}", f"seed={seed}", f"run_dir={run_dir}", f"eval_every={eval_every}",
-           f"eval_episodes={eval_episodes}", "checkpoint_every=0", "log_every=20", *overrides]
-    print(f"== {variant} seed {seed}: {' '.join(overrides) or f'({preset} as is)'}", flush=True)
-    run_dir.mkdir(parents=True)
-    log = open(run_dir / "train.log", "w")
+    args = [env, preset, f"total_steps={total_steps}", f"seed={seed}", f"run_dir={run_dir}", f"eval_every={eval_every}",
+            f"eval_episodes={eval_episodes}", "log_every=20", *overrides]
+    args += ["checkpoint_every=0"] if minutes is not None else [f"checkpoint_every={eval_every}", "sac.save_buffer=true"]
+    spec_path = run_dir / "benchmark_run.json"
+    spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+    from mtrl import checkpoint
+
+    ckpts = checkpoint.list_checkpoints(run_dir / "checkpoints") if run_dir.is_dir() else []
+    resume = minutes is None and spec.get("args") == args and bool(ckpts)
+    if resume:
+        step = int(ckpts[-1].stem.removeprefix("step_"))
+        spec["resumed_from"] = [*spec.get("resumed_from", []), step]
+        cmd = [sys.executable, "-m", "mtrl.cli", "train", "--resume", str(run_dir)]
+        print(f"== {variant} seed {seed}: resuming {run_dir} from its checkpoint at step {step:,}", flush=True)
+    else:
+        if run_dir.exists():  # an interrupted time-budgeted run, or one started with another command
+            shutil.rmtree(run_dir)
+        spec = {"args": args}
+        cmd = [sys.executable, "-m", "mtrl.cli", "train", *args]
+        print(f"== {variant} seed {seed}: {' '.join(overrides) or f'({preset} as is)'}", flush=True)
+        run_dir.mkdir(parents=True)
+    spec_path.write_text(json.dumps(spec))
+    log = open(run_dir / "train.log", "a" if resume else "w")
     # A higher priority (where allowed) keeps other work on the machine from eating the run's wall-clock.
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: _try(os.nice, -10))
@@ -141,12 +165,20 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
         proc.wait(timeout=600)
     if proc.returncode != 0:
         sys.exit(f"{variant} seed {seed} failed (exit {proc.returncode}); see {run_dir / 'train.log'}")
+    if minutes is None:
+        reached = json.loads((run_dir / "summary.json").read_text())["step"]
+        if reached < total_steps:  # stopped from outside (SIGTERM): no row; the next call resumes it
+            sys.exit(f"{variant} seed {seed} stopped at step {reached:,} of {total_steps:,}; run the benchmark "
+                     "again to continue it")
+        for buffer in (run_dir / "checkpoints").glob("replay_*.npz"):  # only a resume needs them
+            buffer.unlink()
     hist = load(run_dir / "eval_history.jsonl")
     return {"variant": variant, "seed": seed, "minutes": minutes, "overrides": overrides, "env": env,
             "preset": preset, "total_steps": total_steps,
             "curve": [[h["step"], h["wall_s"], h["mean_success"]] for h in hist],
             "per_task_final": hist[-1]["success"] if hist else {},
             **returns_of(run_dir),
+            **({"resumed_from": spec["resumed_from"]} if spec.get("resumed_from") else {}),
             "load_avg": float(np.mean(loads)) if loads else None, "cpus": os.cpu_count(), "cpu": _cpu_model()}
 
 

@@ -38,7 +38,7 @@ from mtrl.rewards import RewardModel
 from mtrl.runners import RunnerPool
 from mtrl.runs import build_agent, check_learner_device, default_run_dir, env_kwargs
 
-__all__ = ["Trainer", "build_agent", "env_kwargs", "train"]
+__all__ = ["Trainer", "build_agent", "env_kwargs", "train", "trim_eval_history"]
 
 
 class Trainer:
@@ -148,6 +148,10 @@ class Trainer:
         self._update_credit, self._rounds = s["update_credit"], s["rounds"]
         self.iterations = s.get("iterations", 0)  # absent in checkpoints written before curricula
         self.wall_s = float(s.get("wall_s", 0.0))
+        dropped = trim_eval_history(self.run_dir, self.step)
+        if dropped:
+            print(f"resuming at step {self.step:,}: dropped {dropped} evaluation(s) logged after it from "
+                  "eval_history.jsonl (that stretch is trained again)", flush=True)
         self.task_steps = np.asarray(s.get("task_steps", self.task_steps))
         if self.curriculum is not None and s.get("curriculum") is not None:
             saved = (s.get("curriculum_name"), s.get("curriculum_args"))
@@ -373,6 +377,24 @@ class Trainer:
                 self.agent.close()
             if self.eval_env is not None:
                 self.eval_env.close()
+
+
+def trim_eval_history(run_dir: Path, step: int) -> int:
+    """Drop the evaluations logged after env step ``step`` from ``RUN_DIR/eval_history.jsonl`` and
+    return how many: a run resumed from a checkpoint older than its last evaluation (a hard kill
+    between checkpoints, or ``--checkpoint``) trains that stretch again, and its history must not
+    hold two evaluations of one step (TensorBoard's ``purge_step`` does the same for the event
+    file). The file is replaced atomically."""
+    path = Path(run_dir) / "eval_history.jsonl"
+    if not path.is_file():
+        return 0
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    kept = [x for x in lines if json.loads(x)["step"] <= step]
+    if len(kept) < len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(x + "\n" for x in kept))
+        tmp.replace(path)
+    return len(lines) - len(kept)
 
 
 def train(cfg: DictConfig, resume: Path | None = None, address: str | None = None,

@@ -91,3 +91,60 @@ def test_result_rows_take_the_runs_evaluation_returns(tmp_path):
     assert returns_of(tmp_path) == {"return_curve": [[100, 15.0], [200, 45.0]],
                                     "per_task_return_final": {"push-v3": 30.0, "door-open-v3": 60.0}}
     assert returns_of(tmp_path / "missing") == {}
+
+
+def test_a_step_budgeted_run_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
+    """sac_recipes.run_one: a step-budgeted run stopped from outside (SIGTERM to its ``mtrl train``,
+    as at the end of a session) writes no row and, called again with the same command, continues
+    from its checkpoint to the full budget: one evaluation per step, the resume step in the row."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from sac_recipes import run_one
+
+    steps, every = 4000, 500
+    overrides = ["taskset=metaworld/MT1:reach-v3", "max_episode_steps=100", "sac.hidden=[32,32]",
+                 "sac.learning_starts=200", "sac.batch_per_task=16"]
+    args = ("r", 0, overrides, tmp_path, None, every, 1)
+    run_dir = tmp_path / "runs" / "r_s0"
+    stopped: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            run_one(*args, total_steps=steps)
+        except SystemExit as e:
+            stopped.append(e)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = time.time() + 300
+    while not list((run_dir / "checkpoints").glob("step_*.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    child = [pid for pid in _pids() if str(run_dir) in _cmdline(pid)]
+    assert child, "the run's mtrl train process"
+    for pid in child:
+        os.kill(pid, signal.SIGTERM)
+    thread.join(timeout=300)
+    assert stopped and "run the benchmark again to continue it" in str(stopped[0].code)
+    at = json.loads((run_dir / "summary.json").read_text())["step"]
+    assert 0 < at < steps
+
+    row = run_one(*args, total_steps=steps)
+    assert row["resumed_from"] == [at]
+    assert [c[0] for c in row["curve"]] == list(range(every, steps + 1, every))
+    assert json.loads((run_dir / "summary.json").read_text())["step"] == steps
+    assert not list((run_dir / "checkpoints").glob("replay_*.npz"))  # buffers only serve a resume
+    assert "SIGTERM: writing a checkpoint" in (run_dir / "train.log").read_text()  # both parts in one log
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # gone, or not ours to read
+        return ""

@@ -1,10 +1,12 @@
 """Kill-free resume gives the same next updates as an uninterrupted run."""
 
+import json
+
 import torch
 
 from mtrl import checkpoint
 from mtrl.config import build_config
-from mtrl.train import train
+from mtrl.train import train, trim_eval_history
 
 ARGS = ["taskset=minigrid/MT3", "envs_per_task=2", "ppo.num_steps=32", "checkpoint_every=192", "log_every=100"]
 
@@ -38,3 +40,27 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     # A half-written temp file from a killed process is ignored by resume.
     (run / "checkpoints" / ".step_000000001152.pt.tmp").write_bytes(b"\x00garbage")
     assert checkpoint.latest(run).name == "step_000000000960.pt"
+
+
+def test_resume_from_an_older_checkpoint_drops_the_evaluations_it_trains_again(tmp_path):
+    """A resume from a checkpoint before the last evaluation (a hard kill between checkpoints, or
+    ``--checkpoint``) must not leave two evaluations of one step in ``eval_history.jsonl``."""
+    args = [*ARGS, "eval_every=192", "eval_episodes=1", "total_steps=768", f"run_dir={tmp_path / 'r'}"]
+    run = train(build_config([], args))
+    hist = run / "eval_history.jsonl"
+    first = [json.loads(x) for x in hist.read_text().splitlines()]
+    assert [h["step"] for h in first] == [192, 384, 576, 768]
+    older = [c for c in checkpoint.list_checkpoints(run / "checkpoints") if checkpoint.load(c)["step"] == 576]
+    assert older, "keep_checkpoints kept the step-576 checkpoint"
+    train(build_config([], [], base=build_config([], args)), resume=run, from_checkpoint=older[0])
+    again = [json.loads(x) for x in hist.read_text().splitlines()]
+    assert [h["step"] for h in again] == [192, 384, 576, 768]
+    assert again[:3] == first[:3]  # the evaluations before the checkpoint are kept as they were
+
+
+def test_trim_eval_history_keeps_steps_up_to_the_checkpoint(tmp_path):
+    (tmp_path / "eval_history.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (10, 20, 30)))
+    assert trim_eval_history(tmp_path, 20) == 1
+    assert [json.loads(x)["step"] for x in (tmp_path / "eval_history.jsonl").read_text().splitlines()] == [10, 20]
+    assert trim_eval_history(tmp_path, 20) == 0
+    assert trim_eval_history(tmp_path / "missing", 5) == 0
