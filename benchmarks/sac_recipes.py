@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -124,25 +125,29 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
     fairly). A step-budgeted run (``minutes=None``) checkpoints at every evaluation with its replay
     buffer and, when the benchmark runs again with the same command, continues with ``mtrl train
     --resume`` from its newest intact checkpoint (the row's ``resumed_from`` lists the steps), so
-    that a long run survives the end of a session: stop it with SIGTERM to its ``mtrl.cli train``
-    process (it checkpoints and exits; no row is written for it). Meta-World env states are not
+    that a long run survives the end of a session: stop it with SIGTERM to this script (passed on)
+    or to its ``mtrl.cli train`` process (it checkpoints and exits; no row is written for it). Meta-World env states are not
     checkpointed, so a resumed run starts fresh episodes there (ENV-NOTES)."""
     run_dir = out / "runs" / f"{variant}_s{seed}"
     preset = PRESETS.get(variant, "agents/mtsac.yaml")
     args = [env, preset, f"total_steps={total_steps}", f"seed={seed}", f"run_dir={run_dir}", f"eval_every={eval_every}",
-            f"eval_episodes={eval_episodes}", "log_every=20", *overrides]
-    args += ["checkpoint_every=0"] if minutes is not None else [f"checkpoint_every={eval_every}", "sac.save_buffer=true"]
+            f"eval_episodes={eval_episodes}"]
+    if minutes is not None:
+        args += ["checkpoint_every=0", "log_every=20", *overrides]
+    else:  # last: a resumable run checkpoints whatever the overrides say
+        args += ["log_every=20", *overrides, f"checkpoint_every={eval_every}", "sac.save_buffer=true"]
     spec_path = run_dir / "benchmark_run.json"
     spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+    if _alive(spec.get("pid"), run_dir):  # its benchmark was killed, its trainer was not
+        sys.exit(f"{variant} seed {seed}: pid {spec['pid']} is still training in {run_dir}; stop it first "
+                 f"(kill -TERM {spec['pid']}: it checkpoints) or wait for it")
     from mtrl import checkpoint
 
-    ckpts = checkpoint.list_checkpoints(run_dir / "checkpoints") if run_dir.is_dir() else []
-    resume = minutes is None and spec.get("args") == args and bool(ckpts)
-    if resume:
-        step = int(ckpts[-1].stem.removeprefix("step_"))
-        spec["resumed_from"] = [*spec.get("resumed_from", []), step]
+    resume_step = None
+    if minutes is None and spec.get("args") == args and checkpoint.list_checkpoints(run_dir / "checkpoints"):
+        resume_step = int(checkpoint.latest_intact(run_dir, trusted=True, with_env=True)[1]["step"])
         cmd = [sys.executable, "-m", "mtrl.cli", "train", "--resume", str(run_dir)]
-        print(f"== {variant} seed {seed}: resuming {run_dir} from its checkpoint at step {step:,}", flush=True)
+        print(f"== {variant} seed {seed}: resuming {run_dir} from its checkpoint at step {resume_step:,}", flush=True)
     else:
         if run_dir.exists():  # an interrupted time-budgeted run, or one started with another command
             shutil.rmtree(run_dir)
@@ -150,21 +155,41 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
         cmd = [sys.executable, "-m", "mtrl.cli", "train", *args]
         print(f"== {variant} seed {seed}: {' '.join(overrides) or f'({preset} as is)'}", flush=True)
         run_dir.mkdir(parents=True)
-    spec_path.write_text(json.dumps(spec))
-    log = open(run_dir / "train.log", "a" if resume else "w")
+    log = open(run_dir / "train.log", "a" if resume_step is not None else "w")
     # A higher priority (where allowed) keeps other work on the machine from eating the run's wall-clock.
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: _try(os.nice, -10))
+    spec_path.write_text(json.dumps({**spec, "pid": proc.pid}))
+    # SIGTERM to this script (the end of a session) reaches the trainer, which checkpoints and exits.
+    forward = threading.current_thread() is threading.main_thread()
+    stopped = []
+
+    def stop(*_) -> None:
+        stopped.append(True)
+        proc.send_signal(signal.SIGTERM)
+
+    old_term = signal.signal(signal.SIGTERM, stop) if forward else None
     t0 = time.time()
     loads = []
-    while proc.poll() is None and (minutes is None or time.time() - t0 < minutes * 60):
-        time.sleep(2)
-        loads.append(os.getloadavg()[0])
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+    try:
+        while proc.poll() is None and (minutes is None or time.time() - t0 < minutes * 60):
+            time.sleep(2)
+            loads.append(os.getloadavg()[0])
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=600)
+    finally:
+        if forward:
+            signal.signal(signal.SIGTERM, old_term)
+    if stopped:
+        print(f"{variant} seed {seed}: SIGTERM passed on to the trainer", flush=True)
     if proc.returncode != 0:
         sys.exit(f"{variant} seed {seed} failed (exit {proc.returncode}); see {run_dir / 'train.log'}")
+    if resume_step is not None:
+        spec["resumed_from"] = [*spec.get("resumed_from", []), resume_step]
+    spec_path.write_text(json.dumps(spec))
+    if stopped and minutes is not None:  # a time-budgeted run cut short is no result
+        sys.exit(f"{variant} seed {seed} stopped from outside before its {minutes} minutes; it starts again next time")
     if minutes is None:
         reached = json.loads((run_dir / "summary.json").read_text())["step"]
         if reached < total_steps:  # stopped from outside (SIGTERM): no row; the next call resumes it
@@ -180,6 +205,14 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
             **returns_of(run_dir),
             **({"resumed_from": spec["resumed_from"]} if spec.get("resumed_from") else {}),
             "load_avg": float(np.mean(loads)) if loads else None, "cpus": os.cpu_count(), "cpu": _cpu_model()}
+
+
+def _alive(pid: int | None, run_dir: Path) -> bool:
+    """Whether process ``pid`` is alive and is the trainer of ``run_dir`` (not a recycled pid)."""
+    try:
+        return pid is not None and str(run_dir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def returns_of(run_dir: Path) -> dict:

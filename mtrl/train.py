@@ -148,10 +148,6 @@ class Trainer:
         self._update_credit, self._rounds = s["update_credit"], s["rounds"]
         self.iterations = s.get("iterations", 0)  # absent in checkpoints written before curricula
         self.wall_s = float(s.get("wall_s", 0.0))
-        dropped = trim_eval_history(self.run_dir, self.step)
-        if dropped:
-            print(f"resuming at step {self.step:,}: dropped {dropped} evaluation(s) logged after it from "
-                  "eval_history.jsonl (that stretch is trained again)", flush=True)
         self.task_steps = np.asarray(s.get("task_steps", self.task_steps))
         if self.curriculum is not None and s.get("curriculum") is not None:
             saved = (s.get("curriculum_name"), s.get("curriculum_args"))
@@ -162,6 +158,10 @@ class Trainer:
             self.curriculum.load_state_dict(s["curriculum"])
         if self.reward_model is not None and s.get("reward_model") is not None:
             self.reward_model.load_state_dict(s["reward_model"])
+        dropped = trim_eval_history(self.run_dir, self.step)  # last: after every check that may refuse
+        if dropped:
+            print(f"resuming at step {self.step:,}: {dropped} evaluation line(s) logged after it moved from "
+                  "eval_history.jsonl to eval_history.dropped.jsonl (that stretch is trained again)", flush=True)
         env_state = s["runners"] if s.get("runners") is not None else checkpoint.load_env(path)
         if env_state is not None:  # the first form: checkpoints written before the env-state file
             self.pool.set_state(env_state)
@@ -380,21 +380,35 @@ class Trainer:
 
 
 def trim_eval_history(run_dir: Path, step: int) -> int:
-    """Drop the evaluations logged after env step ``step`` from ``RUN_DIR/eval_history.jsonl`` and
-    return how many: a run resumed from a checkpoint older than its last evaluation (a hard kill
+    """Move the evaluations logged after env step ``step`` from ``RUN_DIR/eval_history.jsonl`` to
+    ``RUN_DIR/eval_history.dropped.jsonl`` (appended: nothing is deleted) and return how many
+    lines moved: a run resumed from a checkpoint older than its last evaluation (a hard kill
     between checkpoints, or ``--checkpoint``) trains that stretch again, and its history must not
     hold two evaluations of one step (TensorBoard's ``purge_step`` does the same for the event
-    file). The file is replaced atomically."""
+    file). A line that does not parse (a write cut short by a full disk) moves too, with a
+    warning. The history is replaced atomically."""
+    import warnings
+
     path = Path(run_dir) / "eval_history.jsonl"
     if not path.is_file():
         return 0
-    lines = [x for x in path.read_text().splitlines() if x.strip()]
-    kept = [x for x in lines if json.loads(x)["step"] <= step]
-    if len(kept) < len(lines):
+    kept, dropped = [], []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            keep = json.loads(line)["step"] <= step
+        except (ValueError, KeyError, TypeError):
+            warnings.warn(f"{path}: unreadable line moved to eval_history.dropped.jsonl: {line[:80]!r}", stacklevel=2)
+            keep = False
+        (kept if keep else dropped).append(line)
+    if dropped:
+        with open(path.with_name("eval_history.dropped.jsonl"), "a") as f:
+            f.write("".join(x + "\n" for x in dropped))
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(x + "\n" for x in kept))
         tmp.replace(path)
-    return len(lines) - len(kept)
+    return len(dropped)
 
 
 def train(cfg: DictConfig, resume: Path | None = None, address: str | None = None,

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from mtrl import checkpoint
@@ -56,11 +57,15 @@ def test_resume_from_an_older_checkpoint_drops_the_evaluations_it_trains_again(t
     again = [json.loads(x) for x in hist.read_text().splitlines()]
     assert [h["step"] for h in again] == [192, 384, 576, 768]
     assert again[:3] == first[:3]  # the evaluations before the checkpoint are kept as they were
+    assert [json.loads(x)["step"] for x in (run / "eval_history.dropped.jsonl").read_text().splitlines()] == [768]
 
 
-def test_trim_eval_history_keeps_steps_up_to_the_checkpoint(tmp_path):
-    (tmp_path / "eval_history.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (10, 20, 30)))
-    assert trim_eval_history(tmp_path, 20) == 1
+def test_trim_eval_history_keeps_steps_up_to_the_checkpoint_and_moves_the_rest(tmp_path):
+    lines = [json.dumps({"step": s}) for s in (10, 20, 30)] + ['{"step": 4']  # the last: a write cut short
+    (tmp_path / "eval_history.jsonl").write_text("".join(x + "\n" for x in lines))
+    with pytest.warns(UserWarning, match="unreadable line"):
+        assert trim_eval_history(tmp_path, 20) == 2
     assert [json.loads(x)["step"] for x in (tmp_path / "eval_history.jsonl").read_text().splitlines()] == [10, 20]
+    assert (tmp_path / "eval_history.dropped.jsonl").read_text().splitlines() == lines[2:]  # nothing is lost
     assert trim_eval_history(tmp_path, 20) == 0
     assert trim_eval_history(tmp_path / "missing", 5) == 0
