@@ -271,8 +271,12 @@ def interval_estimates(matrices: dict[str, np.ndarray], reps: int = 2000,
     def agg(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
 
-    np.random.seed(seed)  # rliable's bootstrap draws from NumPy's global generator
-    return rly.get_interval_estimates(matrices, agg, reps=reps)
+    point, ci = {}, {}
+    for name, m in matrices.items():  # one method at a time: its interval must not depend on the others listed
+        np.random.seed(seed)  # rliable's bootstrap draws from NumPy's global generator
+        p, c = rly.get_interval_estimates({name: m}, agg, reps=reps)
+        point[name], ci[name] = p[name], c[name]
+    return point, ci
 
 
 def aggregate(groups: dict[str, list[dict[str, Any]]], reps: int = 2000, seed: int = 0) -> dict[str, Any]:

@@ -187,3 +187,13 @@ def test_mixed_settings_ignore_defaults_missing_from_older_runs_and_the_unused_s
     newer = tmp_path / "newer.yaml"
     newer.write_text(yaml.safe_dump({"taskset": "minigrid/mt3", "algo": "mtppo", "ppo": {"kl_coeff": 0.1}}))
     assert config_differences([read_config(old), read_config(newer)]) == ["ppo.kl_coeff"]
+
+
+def test_a_methods_interval_does_not_depend_on_the_other_methods_listed():
+    from mtrl.compare import interval_estimates
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((3, 4)), rng.random((3, 4))
+    alone = interval_estimates({"a": a}, reps=200)
+    both = interval_estimates({"b": b, "a": a}, reps=200)
+    assert np.array_equal(alone[0]["a"], both[0]["a"]) and np.array_equal(alone[1]["a"], both[1]["a"])
