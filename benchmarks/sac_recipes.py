@@ -126,8 +126,9 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
     buffer and, when the benchmark runs again with the same command, continues with ``mtrl train
     --resume`` from its newest intact checkpoint (the row's ``resumed_from`` lists the steps), so
     that a long run survives the end of a session: stop it with SIGTERM to this script (passed on)
-    or to its ``mtrl.cli train`` process (it checkpoints and exits; no row is written for it). Meta-World env states are not
-    checkpointed, so a resumed run starts fresh episodes there (ENV-NOTES)."""
+    or to its ``mtrl.cli train`` process (it checkpoints and exits; no row is written for it).
+    Meta-World env states are not checkpointed, so a resumed run starts fresh episodes there
+    (ENV-NOTES). A time-budgeted run stopped that way writes no row either."""
     run_dir = out / "runs" / f"{variant}_s{seed}"
     preset = PRESETS.get(variant, "agents/mtsac.yaml")
     args = [env, preset, f"total_steps={total_steps}", f"seed={seed}", f"run_dir={run_dir}", f"eval_every={eval_every}",

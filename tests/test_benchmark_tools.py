@@ -130,3 +130,30 @@ def test_a_step_budgeted_run_stopped_by_sigterm_resumes_where_it_stopped(tmp_pat
     assert json.loads((run_dir / "summary.json").read_text())["step"] == steps
     assert not list((run_dir / "checkpoints").glob("replay_*.npz"))  # buffers only serve a resume
     assert "SIGTERM: writing a checkpoint" in (run_dir / "train.log").read_text()  # both parts in one log
+
+
+def test_a_time_budgeted_run_stopped_from_outside_writes_no_row(tmp_path):
+    """sac_recipes.run_one: SIGTERM to the benchmark before a time-budgeted run's minutes are up
+    stops the trainer cleanly, but the shortened run is no result (it starts again next time)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import pytest
+    from sac_recipes import run_one
+
+    overrides = ["taskset=metaworld/MT1:reach-v3", "max_episode_steps=100", "sac.hidden=[32,32]",
+                 "sac.learning_starts=200", "sac.batch_per_task=16"]
+    hist = tmp_path / "runs" / "t_s0" / "eval_history.jsonl"
+
+    def stop_after_first_evaluation() -> None:
+        deadline = time.time() + 300
+        while not hist.is_file() and time.time() < deadline:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_after_first_evaluation, daemon=True).start()
+    with pytest.raises(SystemExit, match="stopped from outside"):
+        run_one("t", 0, overrides, tmp_path, 30.0, 500, 1, total_steps=1_000_000)
+    assert 0 < json.loads((tmp_path / "runs" / "t_s0" / "summary.json").read_text())["step"] < 1_000_000
