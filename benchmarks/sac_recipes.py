@@ -18,8 +18,8 @@ restarts; a step-budgeted one resumes: :func:`run_one`).
 Writes ``OUT/table.md`` (final and best success, env steps and steps/s per variant) and
 ``OUT/curves.png`` (mean success against wall-clock minutes and against env steps).
 Run nothing else on the machine meanwhile: the comparison is in wall-clock time. Each run starts at
-``nice -10`` where permitted and its row records the mean 1-minute load average (``load_avg``),
-so that a run that shared the machine shows it.
+``nice -10`` where permitted and its row records the mean 1-minute load average (``load_avg``, over
+every part of a resumed run), so that a run that shared the machine shows it.
 """
 
 from __future__ import annotations
@@ -188,6 +188,9 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
         sys.exit(f"{variant} seed {seed} failed (exit {proc.returncode}); see {run_dir / 'train.log'}")
     if resume_step is not None:
         spec["resumed_from"] = [*spec.get("resumed_from", []), resume_step]
+    # the load average over every part of a resumed run, not only its last one: [sum, samples]
+    load_sum, load_n = spec.get("load", [0.0, 0])
+    spec["load"] = [load_sum + float(np.sum(loads)), load_n + len(loads)]
     spec_path.write_text(json.dumps(spec))
     if stopped and minutes is not None:  # a time-budgeted run cut short is no result
         sys.exit(f"{variant} seed {seed} stopped from outside before its {minutes} minutes; it starts again next time")
@@ -205,7 +208,7 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
             "per_task_final": hist[-1]["success"] if hist else {},
             **returns_of(run_dir),
             **({"resumed_from": spec["resumed_from"]} if spec.get("resumed_from") else {}),
-            "load_avg": float(np.mean(loads)) if loads else None, "cpus": os.cpu_count(), "cpu": _cpu_model()}
+            "load_avg": spec["load"][0] / spec["load"][1] if spec["load"][1] else None, "cpus": os.cpu_count(), "cpu": _cpu_model()}
 
 
 def _alive(pid: int | None, run_dir: Path) -> bool:

@@ -123,9 +123,13 @@ def test_a_step_budgeted_run_stopped_by_sigterm_resumes_where_it_stopped(tmp_pat
         run_one(*args, total_steps=steps)
     at = json.loads((run_dir / "summary.json").read_text())["step"]
     assert 0 < at < steps
+    first_sum, first_n = json.loads((run_dir / "benchmark_run.json").read_text())["load"]
 
     row = run_one(*args, total_steps=steps)
     assert row["resumed_from"] == [at]
+    load_sum, load_n = json.loads((run_dir / "benchmark_run.json").read_text())["load"]
+    assert 0 < first_n < load_n  # the row's load average covers both parts of the run
+    assert row["load_avg"] == pytest.approx(load_sum / load_n) and load_sum >= first_sum
     assert [c[0] for c in row["curve"]] == list(range(every, steps + 1, every))
     assert json.loads((run_dir / "summary.json").read_text())["step"] == steps
     assert not list((run_dir / "checkpoints").glob("replay_*.npz"))  # buffers only serve a resume
