@@ -121,7 +121,8 @@ def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], returns: dict[t
                 path: Path, set_name: str) -> None:
     """Mean success over seeds against env steps (``[step, wall_s, success]`` curves), from the first
     evaluation on (no value is drawn before it), one panel per surgery method, one line per
-    architecture; below, where ``returns`` has ``[step, mean return]`` curves, the mean return."""
+    architecture; below, when ``returns`` has ``[step, mean return]`` curves for every line drawn
+    above, the mean return (a return panel with only the newer runs in it would read as a ranking)."""
     try:
         import matplotlib
 
@@ -130,7 +131,9 @@ def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], returns: dict[t
     except ImportError:
         return
     surgeries = sorted({s for _, s in curves}, key=lambda s: (s != "mean", s))
-    panels = [(curves, 2, "mean deterministic success (seeds)")] + ([(returns, 1, "mean evaluation return")] if returns else [])
+    with_returns = bool(returns) and set(returns) == set(curves)
+    panels = [(curves, 2, "mean deterministic success (seeds)")] + ([(returns, 1, "mean evaluation return")]
+                                                                     if with_returns else [])
     fig, axes = plt.subplots(len(panels), len(surgeries), figsize=(5.5 * len(surgeries), 4 * len(panels)),
                              squeeze=False, sharey="row")
     for row, (data, col, ylabel) in zip(axes, panels):
@@ -146,8 +149,7 @@ def _plot_steps(curves: dict[tuple[str, str], list[np.ndarray]], returns: dict[t
             ax.set_xlabel("env steps (all tasks)")
             if col == 2:
                 ax.set_ylim(-0.02, 1.02)
-            if ax.lines:  # a surgery method whose runs logged no returns: an empty panel
-                ax.legend(fontsize=8)
+            ax.legend(fontsize=8)
         row[0].set_ylabel(ylabel)
     fig.suptitle(f"MT-SAC architectures on Meta-World {set_name} (number of seeds in brackets)")
     fig.tight_layout()

@@ -80,6 +80,21 @@ def test_arch_table_reports_returns_where_every_seed_has_them(tmp_path):
     assert (tmp_path / "table_archs.md").is_file()
 
 
+def test_arch_curves_draw_a_return_row_only_when_every_group_has_returns(tmp_path):
+    """curves_steps.png: the evaluation-return row appears when every architecture drawn has return
+    curves; with only some (rows from before returns were logged) it is left out, since a panel
+    with only the newer runs would read as a ranking."""
+    from archs_metaworld import arch_table
+    from matplotlib.image import imread
+
+    full = [_row("mlp", 0, 0.0, 100.0), _row("mlp", 1, 0.0, 300.0), _row("moore", 0, 0.5, 50.0)]
+    arch_table(full, tmp_path, reps=20)
+    both_rows = imread(tmp_path / "curves_steps.png").shape[0]
+    arch_table([*full, _row("paco", 0, 0.2)], tmp_path, reps=20)
+    success_only = imread(tmp_path / "curves_steps.png").shape[0]
+    assert both_rows == 2 * success_only  # 8 vs 4 inches high at the same dpi
+
+
 def test_result_rows_take_the_runs_evaluation_returns(tmp_path):
     """A run's row carries its evaluation returns: the mean over tasks per evaluation and each
     task's final return (sac_recipes.returns_of, from eval_history.jsonl); none logged, none added."""
