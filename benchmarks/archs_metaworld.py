@@ -7,7 +7,8 @@ each row also has the training wall-clock. The recipe is the faster one a CPU us
 (``--recipe``: 256x2 trunks, one update per two vector steps) unless told otherwise. Every
 finished run appends a JSON line to ``OUT/<set>/results.jsonl`` and is skipped when the script
 runs again, so the comparison can span sessions; a run stopped part-way (SIGTERM to this script or
-to its ``mtrl.cli train`` process: it checkpoints with its replay buffer) continues from there (``sac_recipes.run_one``).
+to its ``mtrl.cli train`` process: it checkpoints with its replay buffer) continues from there
+(``sac_recipes.run_one``).
 
     .venv/bin/python benchmarks/archs_metaworld.py                                   # everything, seeds 0-2
     .venv/bin/python benchmarks/archs_metaworld.py --sets reach4 --archs mlp moore --seeds 0

@@ -208,7 +208,8 @@ def run_one(variant: str, seed: int, overrides: list[str], out: Path, minutes: f
             "per_task_final": hist[-1]["success"] if hist else {},
             **returns_of(run_dir),
             **({"resumed_from": spec["resumed_from"]} if spec.get("resumed_from") else {}),
-            "load_avg": spec["load"][0] / spec["load"][1] if spec["load"][1] else None, "cpus": os.cpu_count(), "cpu": _cpu_model()}
+            "load_avg": spec["load"][0] / spec["load"][1] if spec["load"][1] else None,
+            "cpus": os.cpu_count(), "cpu": _cpu_model()}
 
 
 def _alive(pid: int | None, run_dir: Path) -> bool:

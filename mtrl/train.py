@@ -17,6 +17,7 @@ import json
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -387,8 +388,6 @@ def trim_eval_history(run_dir: Path, step: int) -> int:
     hold two evaluations of one step (TensorBoard's ``purge_step`` does the same for the event
     file). A line that does not parse (a write cut short by a full disk) moves too, with a
     warning. The history is replaced atomically."""
-    import warnings
-
     path = Path(run_dir) / "eval_history.jsonl"
     if not path.is_file():
         return 0
